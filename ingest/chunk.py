@@ -22,6 +22,7 @@ class _Block:
     section: str
     start: int
     end: int
+    body_start: int  # where the text after the block's heading(s) begins
 
 
 def _normalise(text: str) -> str:
@@ -37,11 +38,12 @@ def _blocks(document: Document) -> list[_Block]:
     block_start: int | None = None
     block_section = ""
     has_body = False
+    body_start = 0
     last_end = 0
     for el in elements:
         if el.kind == "heading":
             if block_start is not None and has_body:
-                blocks.append(_Block(block_section, block_start, last_end))
+                blocks.append(_Block(block_section, block_start, last_end, body_start))
                 block_start, has_body = None, False
             level = el.level if el.level is not None else 1
             while stack and stack[-1][0] >= level:
@@ -56,10 +58,12 @@ def _blocks(document: Document) -> list[_Block]:
             if block_start is None:
                 block_start = el.start
                 block_section = " > ".join(text for _, text in stack)
+            if not has_body:
+                body_start = el.start
             has_body = True
         last_end = el.end
     if block_start is not None:
-        blocks.append(_Block(block_section, block_start, last_end))
+        blocks.append(_Block(block_section, block_start, last_end, body_start if has_body else last_end))
     return blocks
 
 
@@ -73,24 +77,36 @@ def chunk_document(
 ) -> list[Chunk]:
     """Split a document into chunks of at most ``size`` tokens (a single over-long sentence may exceed it)."""
     text = document.parsed.text
-    splitter = RecursiveCharacterTextSplitter(
-        chunk_size=size,
-        chunk_overlap=overlap,
-        length_function=count_tokens,
-        separators=SEPARATORS,
-        keep_separator="end",
-        add_start_index=True,
-        strip_whitespace=True,
-    )
     pieces: list[tuple[str, int, int]] = []
     for block in _blocks(document):
         block_text = text[block.start : block.end]
         if count_tokens(block_text) <= size:
             pieces.append((block.section, block.start, block.end))
             continue
-        for part in splitter.create_documents([block_text]):
-            start = block.start + part.metadata["start_index"]
-            pieces.append((block.section, start, start + len(part.page_content)))
+        # The heading(s) opening the block go with the first piece: split the body to leave room for them.
+        heading_tokens = count_tokens(text[block.start : block.body_start]) if block.body_start > block.start else 0
+        budget = max(size - heading_tokens, max(size // 2, 1))
+        splitter = RecursiveCharacterTextSplitter(
+            chunk_size=budget,
+            chunk_overlap=min(overlap, budget - 1),
+            length_function=count_tokens,
+            separators=SEPARATORS,
+            keep_separator="end",
+            strip_whitespace=True,
+        )
+        body = text[block.body_start : block.end]
+        # Locate each piece ourselves (LangChain's start_index mixes characters with the overlap in tokens).
+        located: list[tuple[int, int]] = []
+        search_from = 0
+        for part in splitter.split_text(body):
+            at = body.find(part, search_from)
+            if at < 0:  # cannot happen with pieces that are stripped substrings; keep the text rather than lose it
+                at = search_from
+            located.append((block.body_start + at, block.body_start + at + len(part)))
+            search_from = at + 1
+        if located:
+            located[0] = (block.start, located[0][1])
+        pieces.extend((block.section, start, end) for start, end in located)
 
     chunks: list[Chunk] = []
     elements = document.parsed.elements

@@ -196,6 +196,8 @@ def _read_meta_file(path: Path) -> dict[str, Any]:
         raise MetadataError(f"{path} : fichier de métadonnées illisible ({exc})") from exc
     except yaml.YAMLError as exc:
         raise MetadataError(f"{path} : YAML invalide ({exc})") from exc
+    except ValueError as exc:  # e.g. an impossible unquoted date such as 2024-13-45
+        raise MetadataError(f"{path} : valeur invalide ({exc}) ; les dates s'écrivent AAAA-MM-JJ") from exc
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -212,15 +214,25 @@ def _read_meta_file(path: Path) -> dict[str, Any]:
     return model.model_dump(exclude_none=True)
 
 
-def load_meta(path: Path) -> tuple[str | None, DocumentMeta]:
-    """Merge the folder ``_meta.yaml`` files (outermost first, up to the file's folder) and the sidecar.
+def load_meta(path: Path, root: Path | None = None) -> tuple[str | None, DocumentMeta]:
+    """Merge the folder ``_meta.yaml`` files (from ``root`` down to the file's folder, inner ones winning) and the
+    sidecar, which wins over all of them.
 
     Returns the explicit document id (or None) and the validated metadata. Raises ``MetadataError``.
     """
     merged: dict[str, Any] = {}
     sources: list[Path] = []
-    folder_meta = path.parent / FOLDER_META
-    if folder_meta.is_file():
+    folders = [path.parent]
+    if root is not None:
+        try:
+            relative = path.parent.relative_to(root)
+        except ValueError:
+            relative = None
+        if relative is not None:
+            folders = [root.joinpath(*relative.parts[:i]) for i in range(len(relative.parts) + 1)]
+    for folder_meta in (folder / FOLDER_META for folder in folders):
+        if not folder_meta.is_file():
+            continue
         folder_data = _read_meta_file(folder_meta)
         if "id" in folder_data:
             raise MetadataError(f"{folder_meta} : champ « id » interdit dans un {FOLDER_META} (il est propre à un fichier)")

