@@ -132,7 +132,7 @@ def _print_report(report) -> None:
 def search(
     query: str = typer.Argument(..., help="Question ou mots-clés."),
     user: str = typer.Option(..., "--user", "-u", help="Identifiant de l'utilisateur (fichier COLLECTIVIA_USERS)."),
-    k: int = typer.Option(5, "-k", min=1, max=100, help="Nombre d'extraits."),
+    k: Optional[int] = typer.Option(None, "-k", min=1, max=100, help="Nombre d'extraits (défaut : COLLECTIVIA_SEARCH__K)."),
     as_json: bool = typer.Option(False, "--json", help="Résultats en JSON sur la sortie standard."),
 ) -> None:
     """Recherche hybride dans les documents que l'utilisateur a le droit de voir."""
@@ -146,7 +146,7 @@ def search(
         _fail(str(exc))
     embedder, store = _open(settings)
     try:
-        results = build_retriever(settings, embedder, store).retrieve(query, who, k=k)
+        results = build_retriever(settings, embedder, store).retrieve(query, who, k=k or settings.search.k)
     finally:
         store.close()
     if as_json:

@@ -6,6 +6,7 @@ This module only describes settings; ``collectivia.wiring`` turns them into conc
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -62,6 +63,12 @@ class LimitSettings(BaseModel):
         100, gt=1, description="Highest compression ratio of a DOCX/ODT archive member (archive bombs)."
     )
     parse_timeout_s: float = Field(300, gt=0, description="Time allowed to parse one file, in seconds.")
+    parse_workers: int = Field(
+        default_factory=lambda: max(1, min(2, os.cpu_count() or 1)),
+        ge=0,
+        description="Worker processes parsing files during ingestion (0: parse in the main process). "
+        "Default: 2, or 1 on a single core.",
+    )
 
 
 class OcrSettings(BaseModel):
@@ -108,7 +115,7 @@ def describe_settings() -> list[tuple[str, str, str]]:
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 walk(annotation, f"{prefix}{name.upper()}__")
                 continue
-            default = field.default
+            default = field.get_default(call_default_factory=True)
             shown = "" if default is None else str(getattr(default, "value", default))
             rows.append((f"{prefix}{name.upper()}", shown, field.description or ""))
 

@@ -61,6 +61,7 @@ def build_ingestor(settings: Settings, embedder: Embedder, store: Store) -> Inge
             ocr_languages=settings.ocr.languages,
         ),
         parse_timeout_s=settings.limits.parse_timeout_s,
+        parse_workers=settings.limits.parse_workers,
     )
 
 

@@ -67,6 +67,12 @@ def _blocks(document: Document) -> list[_Block]:
     return blocks
 
 
+def embed_text_for(title: str, section: str, text: str, title_in_embedding: bool = True) -> str:
+    """The text embedded for a chunk: its title and section path as a header line, then the passage."""
+    header = " — ".join(part for part in (title if title_in_embedding else "", section) if part)
+    return f"{header}\n{text}" if header else text
+
+
 def chunk_document(
     document: Document,
     *,
@@ -113,7 +119,6 @@ def chunk_document(
     for index, (section, start, end) in enumerate(pieces):
         passage = text[start:end]
         pages = tuple(sorted({el.page for el in elements if el.page is not None and el.start < end and el.end > start}))
-        header = " — ".join(part for part in (document.meta.title if title_in_embedding else "", section) if part)
         chunks.append(
             Chunk(
                 doc_id=document.doc_id,
@@ -126,7 +131,7 @@ def chunk_document(
                 end=end,
                 meta=document.meta,
                 source=document.source,
-                embed_text=f"{header}\n{passage}" if header else passage,
+                embed_text=embed_text_for(document.meta.title, section, passage, title_in_embedding),
             )
         )
     return chunks

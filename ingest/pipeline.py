@@ -371,7 +371,7 @@ def _parse_in_workers(
 ) -> Iterator[tuple[_Candidate, ParsedDocument | str]]:
     """Parse in worker processes, a few files ahead, in order; a crash or a timeout fails that file only."""
     context = multiprocessing.get_context("spawn")
-    ahead = max(4, 2 * workers)
+    ahead = 8 * max(workers, 1)  # deep enough that a slow file (OCR) does not leave the other workers idle
     queue: deque[tuple[_Candidate, cf.Future]] = deque()
     pending = deque(candidates)
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=parse_worker_init)
