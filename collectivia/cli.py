@@ -165,6 +165,54 @@ def search(
         out.print(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
 
 
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="La question, en français."),
+    user: str = typer.Option(..., "--user", "-u", help="Identifiant de l'utilisateur (fichier COLLECTIVIA_USERS)."),
+    as_json: bool = typer.Option(False, "--json", help="Réponse en JSON sur la sortie standard."),
+) -> None:
+    """Poser une question : réponse fondée sur les documents accessibles, avec citations."""
+    from collectivia.wiring import build_assistant
+    from rag.access import AccessError, UsersFileError, get_user, load_users
+
+    settings = _settings()
+    try:
+        who = get_user(load_users(settings.users), user)
+    except (UsersFileError, AccessError) as exc:
+        _fail(str(exc))
+    embedder, store = _open(settings)
+    try:
+        assistant = build_assistant(settings, embedder, store)
+        if as_json:
+            answer = assistant.answer(question, who)
+        else:
+            out = Console()
+            answer = None
+            for event in assistant.stream(question, who):
+                if event.kind == "token":
+                    out.print(event.token, end="", markup=False, highlight=False)
+                elif event.kind == "answer":
+                    answer = event.answer
+            out.print()
+    finally:
+        store.close()
+    if as_json:
+        data = answer.to_json()
+        data["citations"] = [
+            {k: c[k] for k in ("n", "doc_id", "title", "page", "section", "services", "passage", "supported")}
+            for c in data["citations"]
+        ]
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    for c in answer.citations:
+        where = " · ".join(x for x in (c.section, f"p. {c.page}" if c.page else "") if x)
+        flag = "" if c.supported else " [yellow](citation non étayée par le passage)[/yellow]"
+        Console().print(f"[bold][{c.n}][/bold] {c.title} [dim]({c.doc_id}{' · ' + where if where else ''})[/dim]{flag}")
+    if answer.error:
+        for n, s in enumerate(answer.sources, start=1):
+            Console().print(f"[bold]({n})[/bold] {s.title} [dim]({s.doc_id})[/dim]")
+
+
 @app.command("config")
 def show_config(as_json: bool = typer.Option(False, "--json")) -> None:
     """Afficher la configuration effective (variables COLLECTIVIA_*)."""
@@ -175,6 +223,22 @@ def show_config(as_json: bool = typer.Option(False, "--json")) -> None:
     else:
         Console().print_json(data=data)
 
+
+def _register_extensions() -> None:
+    """Commands that live beside their package (chat, users, evaluation, importers) register themselves here."""
+    import importlib
+
+    for name in ("collectivia.cli_import", "collectivia.cli_ui", "collectivia.cli_eval"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(app)
+
+
+_register_extensions()
 
 if __name__ == "__main__":
     app()

@@ -77,9 +77,42 @@ class OcrSettings(BaseModel):
 
 
 class SearchSettings(BaseModel):
-    k: int = Field(5, ge=1, le=100, description="Chunks returned by a search.")
+    k: int = Field(5, ge=1, le=100, description="Sources given to the answer (and chunks returned by a search).")
     prefetch: int = Field(40, ge=1, description="Candidates fetched by each of the dense and BM25 prefetches.")
     mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retrieval mode.")
+    max_per_doc: int = Field(2, ge=1, description="Most passages taken from one document (adjacent chunks are merged).")
+    min_score: float = Field(
+        0.30, ge=-1, le=1,
+        description="Relevance threshold (half cosine similarity, half share of the question's words found) of the "
+        "best passage below which nothing relevant was found and no model is called.",
+    )
+    reranker: str | None = Field(
+        None, description="sentence-transformers CrossEncoder (name in the local cache, or folder) to rerank with; "
+        "none ships offline, so reranking is off by default.",
+    )
+    rerank_candidates: int = Field(20, ge=1, description="Candidates the reranker scores.")
+
+
+class LlmSettings(BaseModel):
+    endpoint: str | None = Field(
+        None, description="Base URL of a server speaking Mistral's chat API (Mistral: https://api.mistral.ai/v1; "
+        "vLLM, llama.cpp server or Ollama: its /v1 URL). Unset and no API key: extractive answers, no LLM.",
+    )
+    api_key: SecretStr | None = Field(None, description="API key of the chat endpoint.")
+    model: str = Field("mistral-small-latest", description="Chat model name.")
+    temperature: float = Field(0.1, ge=0, le=1, description="Sampling temperature (0 to 1).")
+    max_tokens: int = Field(800, ge=16, description="Most tokens in an answer.")
+    timeout_s: float = Field(60, gt=0, description="Timeout of one chat request, in seconds.")
+    max_retries: int = Field(2, ge=0, description="Retries of a failed chat request.")
+    rewrite_followups: bool = Field(True, description="Rewrite follow-up questions into standalone ones before retrieval.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoint or self.api_key)
+
+    @property
+    def base_url(self) -> str:
+        return (self.endpoint or "https://api.mistral.ai/v1").rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -99,6 +132,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     ocr: OcrSettings = OcrSettings()
     search: SearchSettings = SearchSettings()
+    llm: LlmSettings = LlmSettings()
 
     @property
     def qdrant_path(self) -> Path:

@@ -66,4 +66,45 @@ def build_ingestor(settings: Settings, embedder: Embedder, store: Store) -> Inge
 
 
 def build_retriever(settings: Settings, embedder: Embedder, store: Store) -> HybridRetriever:
-    return HybridRetriever(store, embedder, Bm25Encoder(), prefetch=settings.search.prefetch, mode=settings.search.mode)
+    cfg = settings.search
+    reranker = None
+    if cfg.reranker:
+        from rag.retrieve import CrossEncoderReranker
+
+        reranker = CrossEncoderReranker(cfg.reranker)
+    return HybridRetriever(
+        store, embedder, Bm25Encoder(), prefetch=cfg.prefetch, mode=cfg.mode, max_per_doc=cfg.max_per_doc,
+        reranker=reranker, rerank_candidates=cfg.rerank_candidates,
+    )
+
+
+def build_generator(settings: Settings, sparse: Bm25Encoder, embedder: Embedder | None = None):
+    from rag.generate import ExtractiveGenerator, MistralGenerator
+
+    llm = settings.llm
+    if not llm.enabled:
+        return ExtractiveGenerator(sparse, embedder)
+    return MistralGenerator(
+        endpoint=llm.base_url,
+        api_key=llm.api_key.get_secret_value() if llm.api_key else None,
+        model=llm.model,
+        temperature=llm.temperature,
+        max_tokens=llm.max_tokens,
+        timeout_s=llm.timeout_s,
+        max_retries=llm.max_retries,
+    )
+
+
+def build_assistant(settings: Settings, embedder: Embedder, store: Store):
+    from rag.assistant import Assistant
+    from rag.citations import SupportChecker
+
+    retriever = build_retriever(settings, embedder, store)
+    return Assistant(
+        retriever,
+        build_generator(settings, retriever.sparse, embedder),
+        SupportChecker(retriever.sparse, embedder),
+        k=settings.search.k,
+        min_score=settings.search.min_score,
+        rewrite_followups=settings.llm.rewrite_followups,
+    )

@@ -35,10 +35,13 @@ ignored, with or without its final punctuation) is removed, elements left empty 
 whose title is a common word (« Lycée ») loses that word everywhere in its text; that is the price of a clean
 measure.
 
-Identifiers: ``SP-<ID>`` (``SP-F1234``). About 400 fiches are published under several audiences (folders); their
-copies differ only in navigation, so the text is the same: ``import_service_public`` keeps the first copy met and
-reports the others in ``skipped``. Should two copies ever give different texts, the later one is indexed as
-``SP-<ID>-<audience>`` (the gold ids of the benchmark name the first).
+Identifiers: ``SP-<ID>`` (``SP-F1234``), the page of the fiche's audience folder as URL and source. About 400
+fiches are published under several audiences (folders). Most copies differ only in navigation and give the same
+text: ``import_service_public`` indexes one, that of the first audience in the order particuliers, professionnels,
+associations, and reports the others in ``skipped``. About 60 copies really differ (another wording, an older
+version of the page): the first audience's copy is ``SP-<ID>``, the others ``SP-<ID>-<audience>``; an evaluation
+against fiche ids should count ``SP-<ID>-<audience>`` as ``SP-<ID>``. The choice does not depend on the order of
+the files in the archive or the folder.
 
 The version of a document is a hash of the fiche's JSON content, the audience, ``with_titles`` and
 ``FORMAT_VERSION``; ``import_service_public`` folds the ingestor's settings in (``Ingestor.version_of``), so that a
@@ -218,23 +221,29 @@ def iter_fiches(path: str | os.PathLike, *, on_error: Callable[[FicheError, str]
             raise FicheError(f"{path} : archive tronquée ou corrompue ({exc})") from exc
 
 
-def count_fiches(path: str | os.PathLike) -> int:
-    """Number of fiche files ``iter_fiches`` will read (reads the archive's member list, not the fiches)."""
+def scan_fiches(path: str | os.PathLike) -> dict[str, list[str]]:
+    """Fiche id → audiences of its copies, for the files ``iter_fiches`` will read, in reading order (reads the
+    archive's member list, not the fiches)."""
     path = Path(path)
+    names: list[tuple[str, str]] = []
     if path.is_dir():
-        return sum(
-            1 for p in path.rglob("*.json")
-            if FICHE_ID.match(p.stem) and _audience_of((path.name, *p.relative_to(path).parts[:-1]))
-        )
-    if path.suffix.lower() == ".json":
-        return 1
-    count = 0
-    with tarfile.open(path, mode="r|*") as archive:
-        for member in archive:
-            parts = member.name.split("/")
-            if member.isfile() and parts[-1].endswith(".json") and FICHE_ID.match(parts[-1][:-5]) and _audience_of(parts[:-1]):
-                count += 1
-    return count
+        for p in sorted(path.rglob("*.json")):
+            audience = _audience_of((path.name, *p.relative_to(path).parts[:-1]))
+            if FICHE_ID.match(p.stem) and audience:
+                names.append((p.stem, audience))
+    elif path.suffix.lower() == ".json":
+        names.append((path.stem, path.parent.name if path.parent.name in AUDIENCES else "?"))
+    else:
+        with tarfile.open(path, mode="r|*") as archive:
+            for member in archive:
+                parts = member.name.split("/")
+                audience = _audience_of(parts[:-1])
+                if member.isfile() and parts[-1].endswith(".json") and FICHE_ID.match(parts[-1][:-5]) and audience:
+                    names.append((parts[-1][:-5], audience))
+    found: dict[str, list[str]] = {}
+    for fiche_id, audience in names:
+        found.setdefault(fiche_id, []).append(audience)
+    return found
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -329,9 +338,8 @@ class _Text:
         self.items: list[tuple[str, str, int | None]] = []
 
     def add(self, kind: str, text: str, level: int | None = None) -> None:
-        text = text.strip()
-        if text:
-            self.items.append((kind, text, level if kind == "heading" else None))
+        if text.strip():  # leading spaces stay: they indent nested list items
+            self.items.append((kind, text.rstrip(), level if kind == "heading" else None))
 
     def heading(self, text: str, level: int) -> None:
         self.add("heading", text, level)
@@ -583,8 +591,9 @@ def _render(fiche_id: str, audience: str, root: dict) -> _Rendered:
     items: list[tuple[str, str, int | None]] = []
     if title:
         items.append(("heading", title, 0))
-    first_body = next((t for k, t, _ in body.items if k != "heading"), "")
-    if description and _clean(description).lower() != _clean(first_body).lower():
+    # Forms and online services often repeat their summary as their text: keep it once.
+    opening = " ".join(t for k, t, _ in body.items[:6] if k != "heading").lower()
+    if description and description.lower() not in opening:
         items.append(("text", description, None))
     items.append(("text", public, None))
     if subject:
@@ -629,11 +638,26 @@ def title_pattern(title: str) -> re.Pattern[str] | None:
     return re.compile(start + "".join(pieces) + end + r"(?:\s*[?!.:;…]+)?", re.IGNORECASE)
 
 
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_DANGLING = re.compile(r"^(?:\s*—\s*)+|(?:\s*—\s*)+$")
+
+
+def _strip_line(line: str, pattern: re.Pattern[str]) -> str:
+    indent = line[: len(line) - len(line.lstrip(" "))]
+    # A link that contains the title goes whole (a mangled address is worse than none).
+    line = _URL.sub(lambda m: "" if pattern.search(m.group(0)) else m.group(0), line)
+    line = pattern.sub(" ", line)
+    line = re.sub(r"(?:\s*—\s*){2,}", " — ", line)
+    line = re.sub(r"[ \t]{2,}", " ", line)
+    return indent + _DANGLING.sub("", line).strip()
+
+
 def _strip_title(items: list[tuple[str, str, int | None]], pattern: re.Pattern[str]) -> list[tuple[str, str, int | None]]:
+    """Remove every occurrence of the title; elements left without a word are dropped."""
     kept = []
     for kind, text, level in items:
         if pattern.search(text):
-            lines = [re.sub(r"[ \t]{2,}", " ", pattern.sub(" ", line)).strip() for line in text.split("\n")]
+            lines = [_strip_line(line, pattern) for line in text.split("\n")]
             text = "\n".join(line for line in lines if re.search(r"\w", line))
             if not re.search(r"\w", text):
                 continue
@@ -724,10 +748,15 @@ def import_service_public(
 ):
     """Import the fiches under ``path`` (tarball, folder or file) into ``ingestor``'s store.
 
-    Navigation fiches and the extra copies of a fiche published under several audiences go to ``skipped``
-    (``{"path": "<ID>", "reason": ...}``); unreadable files to ``failed`` (``{"path": ..., "error": ...}``),
-    without stopping the batch. A second run on the same data finds every fiche unchanged. ``limit`` caps the
-    number of fiche files read. Returns the ``IngestReport`` of ``collectivia ingest``.
+    Navigation fiches and the copies of a fiche published under several audiences with the same text go to
+    ``skipped`` (``{"path": "<ID>", "reason": ...}``); unreadable files to ``failed`` (``{"path": ..., "error":
+    ...}``), without stopping the batch. A second run on the same data finds every fiche unchanged. ``limit`` caps
+    the number of fiche files read. Returns the ``IngestReport`` of ``collectivia ingest``.
+
+    Copies of one fiche are resolved the same way whatever the order of the files: the copy of the first audience
+    in ``AUDIENCES`` order (particuliers, professionnels, associations) is ``SP-<ID>``; another copy is dropped
+    when its text is the same, else indexed as ``SP-<ID>-<audience>``. For that, the member list is read once
+    before the fiches (about a second for the whole archive) and the copies of a fiche wait for each other.
     """
     from ingest.pipeline import IngestReport
 
@@ -735,18 +764,52 @@ def import_service_public(
     skipped: list[dict[str, str]] = []
     failed: list[dict[str, str]] = []
     try:
-        total = count_fiches(path) if progress is not None else 0
+        copies = scan_fiches(path)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        report = IngestReport(failed=[{"path": str(path), "error": f"{path} : archive illisible ({exc})"}])
+        report = IngestReport(failed=[{"path": str(path), "error": f"{path} : archive illisible ou introuvable ({exc})"}])
         report.seconds = time.perf_counter() - started
         return report
+    total = sum(len(v) for v in copies.values())
     if limit is not None:
-        total = min(total, limit) if total else limit
+        total = min(total, limit)
 
     def on_error(error: FicheError, source: str) -> None:
         failed.append({"path": source, "error": str(error)})
 
-    kept: dict[str, dict[str, str]] = {}  # fiche id → text hash → doc id
+    # Copies of a fiche published under several audiences, waiting for the others: id → [(audience, document)].
+    waiting: dict[str, list[tuple[str, Document | None]]] = {}
+
+    def resolve(fiche_id: str, arrived: list[tuple[str, Document | None]]) -> Iterator[Document]:
+        order = {audience: rank for rank, audience in enumerate(AUDIENCES)}
+        texts: dict[str, str] = {}  # text hash → doc id
+        primary = True
+        for audience, document in sorted(arrived, key=lambda x: order.get(x[0], len(order))):
+            if document is None:  # skipped or failed: already reported
+                continue
+            text_hash = hashlib.sha256(document.parsed.text.encode()).hexdigest()
+            if text_hash in texts:
+                skipped.append({
+                    "path": fiche_id,
+                    "reason": f"copie identique publiée pour les {audience} : déjà importée comme {texts[text_hash]}",
+                })
+                continue
+            if not primary:
+                document = replace(document, doc_id=f"{document.doc_id}-{audience}")
+            primary = False
+            texts[text_hash] = document.doc_id
+            yield document
+
+    def converted(fiche: Fiche) -> Document | None:
+        try:
+            return fiche_to_document(fiche.fiche_id, fiche.audience, fiche.data, with_titles=with_titles)
+        except FicheSkipped as exc:
+            skipped.append({"path": fiche.fiche_id, "reason": exc.reason})
+        except FicheError as exc:
+            failed.append({"path": fiche.source, "error": f"{fiche.source} : {exc}"})
+        except Exception as exc:  # unexpected shape of a fiche: that fiche only
+            failed.append({"path": fiche.source,
+                           "error": f"{fiche.source} : conversion impossible ({type(exc).__name__} : {exc})"})
+        return None
 
     def documents() -> Iterator[Document]:
         read = 0
@@ -756,33 +819,25 @@ def import_service_public(
                 if limit is not None and read >= limit:
                     break
                 read += 1
-                try:
-                    document = fiche_to_document(fiche.fiche_id, fiche.audience, fiche.data, with_titles=with_titles)
-                except FicheSkipped as exc:
-                    skipped.append({"path": fiche.fiche_id, "reason": exc.reason})
-                    continue
-                except FicheError as exc:
-                    failed.append({"path": fiche.source, "error": f"{fiche.source} : {exc}"})
-                    continue
-                except Exception as exc:  # unexpected shape of a fiche: that fiche only
-                    failed.append({"path": fiche.source, "error": f"{fiche.source} : conversion impossible ({type(exc).__name__} : {exc})"})
-                    continue
-                text_hash = hashlib.sha256(document.parsed.text.encode()).hexdigest()
-                copies = kept.setdefault(fiche.fiche_id, {})
-                if text_hash in copies:
-                    skipped.append({
-                        "path": fiche.fiche_id,
-                        "reason": f"publiée aussi pour les {fiche.audience} avec le même contenu : déjà importée comme {copies[text_hash]}",
-                    })
-                    continue
-                if copies:
-                    document = replace(document, doc_id=f"{document.doc_id}-{fiche.audience}")
-                copies[text_hash] = document.doc_id
-                yield replace(document, version=ingestor.version_of(document.version.encode(), document.meta))
+                document = converted(fiche)
+                expected = len(copies.get(fiche.fiche_id, ())) or 1
+                if expected > 1:
+                    arrived = waiting.setdefault(fiche.fiche_id, [])
+                    arrived.append((fiche.audience, document))
+                    if len(arrived) < expected:
+                        continue
+                    out = list(resolve(fiche.fiche_id, waiting.pop(fiche.fiche_id)))
+                else:
+                    out = [document] if document is not None else []
+                for doc in out:
+                    yield replace(doc, version=ingestor.version_of(doc.version.encode(), doc.meta))
         except FicheError as exc:  # the archive itself broke: report it, keep what was indexed
             failed.append({"path": str(path), "error": str(exc)})
         finally:
             fiches.close()
+        for fiche_id in list(waiting):  # copies whose siblings were not read (limit, unreadable file)
+            for doc in resolve(fiche_id, waiting.pop(fiche_id)):
+                yield replace(doc, version=ingestor.version_of(doc.version.encode(), doc.meta))
 
     report = ingestor.ingest_documents(documents(), progress=progress, total=total)
     report.skipped.extend(skipped)

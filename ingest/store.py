@@ -71,6 +71,7 @@ class Hit:
     id: str
     score: float
     payload: dict[str, Any] = field(hash=False)
+    dense: Sequence[float] | None = field(default=None, hash=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +120,10 @@ class Store(Protocol):
         limit: int,
         prefetch: int = 40,
         mode: Mode = "hybrid",
+        with_dense: bool = False,
     ) -> list[Hit]:
-        """Hybrid (RRF of dense and BM25 prefetches), dense or BM25 query; ``filter`` sits inside every stage."""
+        """Hybrid (RRF of dense and BM25 prefetches), dense or BM25 query; ``filter`` sits inside every stage.
+        ``with_dense`` returns each hit's dense vector too (to measure relevance)."""
         ...
 
     def fetch(self, *, filter: models.Filter, limit: int = 100) -> list[Hit]:
@@ -157,6 +160,12 @@ def _version(version: str) -> models.FieldCondition:
 
 _FIRST_CHUNKS = models.Filter(must=[models.FieldCondition(key="chunk_index", match=models.MatchValue(value=0))])
 _RECORD_FIELDS = ["doc_id", "version", "source", "title", "services", "doc_type", "status"]
+
+
+def _dense_of(vector: Any) -> list[float] | None:
+    if isinstance(vector, dict) and DENSE in vector:
+        return list(vector[DENSE])
+    return None
 
 
 def _record(payload: dict[str, Any]) -> DocRecord:
@@ -325,6 +334,7 @@ class EdgeStore:
         limit: int,
         prefetch: int = 40,
         mode: Mode = "hybrid",
+        with_dense: bool = False,
     ) -> list[Hit]:
         if filter is None:
             raise StoreError("requête refusée : aucun filtre d'accès (une recherche exige un utilisateur)")
@@ -338,7 +348,8 @@ class EdgeStore:
         if not stages:
             return []
         if len(stages) == 1:
-            request = qe.QueryRequest(limit=limit, query=stages[0], filter=scope, with_payload=True)
+            request = qe.QueryRequest(limit=limit, query=stages[0], filter=scope, with_payload=True,
+                                      with_vector=[DENSE] if with_dense else False)
         else:
             request = qe.QueryRequest(
                 limit=limit,
@@ -346,10 +357,11 @@ class EdgeStore:
                 query=qe.Fusion.Rrf(k=RRF_K),
                 filter=scope,
                 with_payload=True,
+                with_vector=[DENSE] if with_dense else False,
             )
         with self._lock:
             points = self._shard.query(request)
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {}), _dense_of(p.vector)) for p in points]
 
     def optimize(self) -> None:
         with self._lock:
@@ -479,6 +491,7 @@ class ServerStore:
         limit: int,
         prefetch: int = 40,
         mode: Mode = "hybrid",
+        with_dense: bool = False,
     ) -> list[Hit]:
         if filter is None:
             raise StoreError("requête refusée : aucun filtre d'accès (une recherche exige un utilisateur)")
@@ -493,7 +506,7 @@ class ServerStore:
         if len(stages) == 1:
             response = self._client.query_points(
                 self.collection, query=stages[0][0], using=stages[0][1], query_filter=scope, limit=limit,
-                with_payload=True,
+                with_payload=True, with_vectors=[DENSE] if with_dense else False,
             )
         else:
             response = self._client.query_points(
@@ -503,8 +516,9 @@ class ServerStore:
                 query_filter=scope,
                 limit=limit,
                 with_payload=True,
+                with_vectors=[DENSE] if with_dense else False,
             )
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {}), _dense_of(p.vector)) for p in response.points]
 
     def optimize(self) -> None:
         """The server optimises on its own."""

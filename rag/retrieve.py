@@ -1,13 +1,18 @@
 """Retrieval under access control: a ``User`` is a required argument of every search.
 
 The question is embedded once (dense + French BM25) and sent to the store with the user's access filter, which the
-store places inside every prefetch and the fusion query.
+store places inside every prefetch and the fusion query (RRF). Then, outside Qdrant but only on what it returned:
+optional reranking with a sentence-transformers ``CrossEncoder``, at most N passages per document with adjacent
+chunks merged, and a relevance score (meaning and words shared with the question) that decides whether anything
+relevant was found.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, Sequence
+
+import numpy as np
 
 from ingest.embed import Bm25Encoder, Embedder
 from ingest.store import Hit, Mode, Store
@@ -17,29 +22,36 @@ from rag.access import Scope, User, access_filter
 @dataclass(frozen=True, slots=True)
 class ScoredChunk:
     id: str
-    score: float
+    score: float  # fusion (RRF) or reranker score: an order, not a relevance
+    relevance: float  # see ``relevance``: how well the chunk matches the question, in [0, 1]
     doc_id: str
     title: str
     text: str
     section: str
     page: int | None
+    pages: tuple[int, ...]
     services: tuple[str, ...]
     doc_type: str
+    chunk_indexes: tuple[int, ...]
     payload: dict[str, Any] = field(hash=False, compare=False, repr=False)
 
     @classmethod
-    def from_hit(cls, hit: Hit) -> "ScoredChunk":
+    def from_hit(cls, hit: Hit, relevance: float) -> "ScoredChunk":
         p = hit.payload
+        pages = tuple(p.get("pages") or ())
         return cls(
             id=hit.id,
             score=hit.score,
+            relevance=relevance,
             doc_id=p["doc_id"],
             title=p.get("title", ""),
             text=p.get("text", ""),
             section=p.get("section", ""),
             page=p.get("page"),
+            pages=pages,
             services=tuple(p.get("services") or ()),
             doc_type=p.get("doc_type", ""),
+            chunk_indexes=(int(p.get("chunk_index", 0)),),
             payload=p,
         )
 
@@ -60,22 +72,135 @@ class Retriever(Protocol):
     def retrieve(self, question: str, user: User, *, k: int, scope: Scope | None = None) -> list[ScoredChunk]: ...
 
 
+class Reranker(Protocol):
+    def scores(self, question: str, passages: Sequence[str]) -> Sequence[float]: ...
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers CrossEncoder, loaded from a local folder or the local cache (offline)."""
+
+    def __init__(self, model: str, *, device: str = "cpu") -> None:
+        from sentence_transformers import CrossEncoder
+
+        try:
+            self._model = CrossEncoder(model, device=device)
+        except OSError as exc:
+            raise ValueError(
+                f"reranker introuvable hors ligne : {model!r} ({exc}) ; indiquez un dossier local dans "
+                "COLLECTIVIA_SEARCH__RERANKER ou laissez-le vide"
+            ) from exc
+
+    def scores(self, question: str, passages: Sequence[str]) -> Sequence[float]:
+        return [float(s) for s in self._model.predict([(question, p) for p in passages])]
+
+
+def _merge(chunks: list[ScoredChunk]) -> ScoredChunk:
+    """One passage from adjacent chunks of a document (in document order); best score and relevance kept."""
+    ordered = sorted(chunks, key=lambda c: c.chunk_indexes[0])
+    text = ordered[0].text
+    end = ordered[0].payload.get("char_end")
+    for chunk in ordered[1:]:
+        start = chunk.payload.get("char_start")
+        if end is not None and start is not None and start < end:  # overlapping chunks: drop the repeated part
+            overlap = end - start
+            text += chunk.text[overlap:] if overlap < len(chunk.text) else ""
+        else:
+            text += "\n\n" + chunk.text
+        end = chunk.payload.get("char_end")
+    best = max(chunks, key=lambda c: c.score)
+    pages = tuple(sorted({p for c in chunks for p in c.pages}))
+    return replace(
+        best,
+        text=text,
+        page=pages[0] if pages else best.page,
+        pages=pages,
+        section=ordered[0].section,
+        relevance=max(c.relevance for c in chunks),
+        chunk_indexes=tuple(i for c in ordered for i in c.chunk_indexes),
+    )
+
+
+def diversify(chunks: Sequence[ScoredChunk], *, k: int, max_per_doc: int) -> list[ScoredChunk]:
+    """Keep the best ``k`` passages, at most ``max_per_doc`` per document, adjacent chunks of a document merged."""
+    kept: list[list[ScoredChunk]] = []  # groups of adjacent chunks, in rank order of their best member
+    per_doc: dict[str, int] = {}
+    for chunk in chunks:
+        index = chunk.chunk_indexes[0]
+        group = next(
+            (g for g in kept if g[0].doc_id == chunk.doc_id and any(abs(c.chunk_indexes[0] - index) == 1 for c in g)),
+            None,
+        )
+        if group is not None:
+            group.append(chunk)  # a neighbour joins its passage without using a new slot
+            continue
+        if per_doc.get(chunk.doc_id, 0) >= max_per_doc or len(kept) >= k:
+            continue
+        kept.append([chunk])
+        per_doc[chunk.doc_id] = per_doc.get(chunk.doc_id, 0) + 1
+    return [_merge(g) if len(g) > 1 else g[0] for g in kept]
+
+
 class HybridRetriever:
     """Dense + BM25 prefetches fused with RRF inside Qdrant, filtered by the user's access."""
 
-    def __init__(self, store: Store, embedder: Embedder, sparse: Bm25Encoder, *, prefetch: int = 40,
-                 mode: Mode = "hybrid") -> None:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder,
+        sparse: Bm25Encoder,
+        *,
+        prefetch: int = 40,
+        mode: Mode = "hybrid",
+        max_per_doc: int = 2,
+        reranker: Reranker | None = None,
+        rerank_candidates: int = 20,
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.sparse = sparse
         self.prefetch = prefetch
         self.mode = mode
+        self.max_per_doc = max_per_doc
+        self.reranker = reranker
+        self.rerank_candidates = rerank_candidates
 
-    def retrieve(self, question: str, user: User, *, k: int = 5, scope: Scope | None = None) -> list[ScoredChunk]:
+    def candidates(self, question: str, user: User, *, limit: int, scope: Scope | None = None) -> list[ScoredChunk]:
+        """Raw ranked chunks from Qdrant (no reranking, no per-document cap), each with its relevance."""
         query_filter = access_filter(user, scope)  # raises without a real user
-        dense = self.embedder.embed_query(question) if self.mode != "bm25" else None
+        dense = self.embedder.embed_query(question)
         sparse = self.sparse.embed_query(question) if self.mode != "dense" else None
         hits = self.store.query(
-            filter=query_filter, dense=dense, sparse=sparse, limit=k, prefetch=max(self.prefetch, k), mode=self.mode
+            filter=query_filter,
+            dense=dense if self.mode != "bm25" else None,
+            sparse=sparse,
+            limit=limit,
+            prefetch=max(self.prefetch, limit),
+            mode=self.mode,
+            with_dense=True,
         )
-        return [ScoredChunk.from_hit(h) for h in hits]
+        query = np.asarray(dense, dtype=np.float32)
+        terms = set(sparse[0]) if sparse is not None else set(self.sparse.embed_query(question)[0])
+        return [ScoredChunk.from_hit(h, self.relevance(query, terms, h)) for h in hits]
+
+    def relevance(self, query: np.ndarray, terms: set[int], hit: Hit) -> float:
+        """Half the cosine between question and chunk, half the share of the question's terms (French stems, stop
+        words left out) found in the chunk's title, section and text. On the commune question set this separates
+        answerable questions from the others better than either signal alone (ROC AUC 0.82 vs 0.75 and 0.81)."""
+        cosine = float(np.dot(query, np.asarray(hit.dense, dtype=np.float32))) if hit.dense is not None else 0.0
+        p = hit.payload
+        if terms:
+            found = set(self.sparse.embed_document(f"{p.get('title', '')} {p.get('section', '')} {p.get('text', '')}")[0])
+            coverage = len(terms & found) / len(terms)
+        else:
+            coverage = 0.0
+        return 0.5 * max(cosine, 0.0) + 0.5 * coverage
+
+    def retrieve(self, question: str, user: User, *, k: int = 5, scope: Scope | None = None) -> list[ScoredChunk]:
+        pool = max(k * 4, self.rerank_candidates if self.reranker else 0)
+        chunks = self.candidates(question, user, limit=pool, scope=scope)
+        if self.reranker is not None and chunks:
+            head = chunks[: self.rerank_candidates]
+            scores = self.reranker.scores(question, [c.text for c in head])
+            head = [replace(c, score=float(s)) for c, s in zip(head, scores)]
+            chunks = sorted(head, key=lambda c: c.score, reverse=True) + chunks[self.rerank_candidates :]
+        return diversify(chunks, k=k, max_per_doc=self.max_per_doc)

@@ -1,0 +1,177 @@
+"""The assistant: an agent's question in, a grounded and cited ``Answer`` out, never using a document the agent may
+not see.
+
+    question ─▶ (standalone rewrite, when an LLM is configured and there is history)
+             ─▶ retrieval with the user's access filter inside Qdrant
+             ─▶ nothing relevant? refuse without calling any model, show the closest titles
+             ─▶ generation (LLM, or extracts) ─▶ citations checked ─▶ Answer
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Literal, Sequence
+
+from rag.access import Scope, User
+from rag.citations import Citation, SupportChecker, build_citations
+from rag.generate import GenerationError, Generator
+from rag.prompts import NOT_FOUND_SENTENCE
+from rag.retrieve import HybridRetriever, ScoredChunk
+
+NO_SOURCE_MESSAGE = "Je n'ai trouvé aucune source pertinente dans les documents auxquels vous avez accès."
+
+
+@dataclass(frozen=True, slots=True)
+class TraceItem:
+    chunk_id: str
+    doc_id: str
+    score: float
+    relevance: float
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    question: str
+    text: str
+    citations: tuple[Citation, ...]
+    refused: bool
+    sources: tuple[ScoredChunk, ...] = ()
+    refusal_reason: Literal["not_found", "model_not_found", None] = None
+    error: str | None = None  # French message when the model failed
+    extractive: bool = False
+    standalone_question: str | None = None
+    closest_titles: tuple[str, ...] = ()
+    trace: tuple[TraceItem, ...] = ()
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, int | None] = field(default_factory=dict)
+    generator: str = ""
+
+    @property
+    def unsupported(self) -> tuple[int, ...]:
+        return tuple(c.n for c in self.citations if not c.supported)
+
+    def to_json(self) -> dict:
+        return {
+            "answer": self.text,
+            "refused": self.refused,
+            "refusal_reason": self.refusal_reason,
+            "error": self.error,
+            "extractive": self.extractive,
+            "citations": [c.to_json() for c in self.citations],
+            "unsupported_citations": list(self.unsupported),
+            "closest_titles": list(self.closest_titles),
+            "standalone_question": self.standalone_question,
+            "trace": [
+                {"chunk_id": t.chunk_id, "doc_id": t.doc_id, "score": round(t.score, 6), "relevance": round(t.relevance, 4)}
+                for t in self.trace
+            ],
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "usage": self.usage,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What ``Assistant.stream`` yields: the sources first, then tokens, then the final answer."""
+
+    kind: Literal["sources", "token", "answer"]
+    sources: tuple[ScoredChunk, ...] = ()
+    token: str = ""
+    answer: Answer | None = None
+
+
+class Assistant:
+    def __init__(
+        self,
+        retriever: HybridRetriever,
+        generator: Generator,
+        checker: SupportChecker,
+        *,
+        k: int = 5,
+        min_score: float = 0.30,
+        rewrite_followups: bool = True,
+    ) -> None:
+        self.retriever = retriever
+        self.generator = generator
+        self.checker = checker
+        self.k = k
+        self.min_score = min_score
+        self.rewrite_followups = rewrite_followups
+
+    def answer(self, question: str, user: User, history: Sequence = (), *, scope: Scope | None = None) -> Answer:
+        final = None
+        for event in self.stream(question, user, history, scope=scope):
+            if event.kind == "answer":
+                final = event.answer
+        assert final is not None
+        return final
+
+    def stream(
+        self, question: str, user: User, history: Sequence = (), *, scope: Scope | None = None
+    ) -> Iterator[Event]:
+        if not isinstance(user, User):
+            raise TypeError("Assistant.stream exige un utilisateur authentifié (rag.access.User)")
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+
+        standalone = question
+        if history and self.rewrite_followups and not self.generator.extractive:
+            t = time.perf_counter()
+            standalone = self.generator.rewrite(question, history)
+            timings["rewrite"] = (time.perf_counter() - t) * 1000
+
+        t = time.perf_counter()
+        retrieved = self.retriever.retrieve(standalone, user, k=self.k, scope=scope)
+        timings["retrieve"] = (time.perf_counter() - t) * 1000
+        trace = tuple(TraceItem(c.id, c.doc_id, c.score, c.relevance) for c in retrieved)
+        sources = tuple(c for c in retrieved if c.relevance >= self.min_score)
+        common = dict(question=question, standalone_question=standalone if standalone != question else None,
+                      trace=trace, generator=self.generator.name, extractive=self.generator.extractive)
+
+        if not sources:
+            titles = tuple(dict.fromkeys(c.title for c in retrieved))[:3]
+            text = NO_SOURCE_MESSAGE
+            if titles:
+                text += " Documents les plus proches : " + " ; ".join(f"« {t} »" for t in titles) + "."
+            timings["total"] = (time.perf_counter() - started) * 1000
+            yield Event("sources")
+            yield Event("token", token=text)
+            yield Event("answer", answer=Answer(text=text, citations=(), refused=True, refusal_reason="not_found",
+                                                closest_titles=titles, timings_ms=timings, **common))
+            return
+
+        yield Event("sources", sources=sources)
+        t = time.perf_counter()
+        parts: list[str] = []
+        error = None
+        try:
+            for token in self.generator.stream(standalone, sources, history):
+                if not parts:
+                    timings["first_token"] = (time.perf_counter() - started) * 1000
+                parts.append(token)
+                yield Event("token", token=token)
+        except GenerationError as exc:
+            error = str(exc)
+            message = (("\n\n" if parts else "") + f"{error} Voici les sources trouvées, à consulter directement :")
+            parts.append(message)
+            yield Event("token", token=message)
+        timings["generate"] = (time.perf_counter() - t) * 1000
+
+        raw = "".join(parts)
+        text, citations = build_citations(raw, sources, self.checker) if error is None else (raw, ())
+        model_refused = error is None and NOT_FOUND_SENTENCE in text and not citations
+        timings["total"] = (time.perf_counter() - started) * 1000
+        usage = {"prompt_tokens": self.generator.usage.prompt_tokens,
+                 "completion_tokens": self.generator.usage.completion_tokens}
+        yield Event("answer", answer=Answer(
+            text=text,
+            citations=citations,
+            refused=model_refused,
+            refusal_reason="model_not_found" if model_refused else None,
+            error=error,
+            sources=sources,
+            timings_ms=timings,
+            usage=usage,
+            **common,
+        ))
