@@ -115,6 +115,37 @@ class LlmSettings(BaseModel):
         return (self.endpoint or "https://api.mistral.ai/v1").rstrip("/")
 
 
+class OidcSettings(BaseModel):
+    enabled: bool = Field(
+        False, description="Log in through OpenID Connect (Chainlit's generic OAuth provider; ProConnect, Keycloak) "
+        "instead of passwords. The provider itself is set with Chainlit's OAUTH_GENERIC_* variables.",
+    )
+    services_claim: str = Field("groups", description="Claim listing the user's groups or organisational units.")
+    service_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object mapping claim values to service ids, e.g. {\"/mairie/rh\": \"rh\"}; unmapped "
+        "values give no service (deny by default).",
+    )
+    roles_claim: str = Field("roles", description="Claim listing the user's roles.")
+    role_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object mapping claim values to roles (agent, document_manager, admin); every user is an agent.",
+    )
+
+
+class ChatSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address the chat listens on (0.0.0.0 in a container).")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the chat.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the chat history and feedback database "
+        "(default: SQLite under the data directory; postgresql+asyncpg://… in docker-compose).",
+    )
+    auth_secret: SecretStr | None = Field(
+        None, description="Secret signing the login tokens (default: generated once and kept under the data directory).",
+    )
+    oidc: OidcSettings = OidcSettings()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="COLLECTIVIA_",
@@ -133,6 +164,7 @@ class Settings(BaseSettings):
     ocr: OcrSettings = OcrSettings()
     search: SearchSettings = SearchSettings()
     llm: LlmSettings = LlmSettings()
+    chat: ChatSettings = ChatSettings()
 
     @property
     def qdrant_path(self) -> Path:
