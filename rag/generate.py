@@ -185,8 +185,9 @@ class ExtractiveGenerator:
         return sorted(chosen)
 
     def stream(self, question: str, sources: Sequence[ScoredChunk], history: Sequence = ()) -> Iterator[str]:
+        chosen = self.select(question, sources)  # before the first token, so that its timing is honest
         yield EXTRACT_HEADER
-        for n, _, sentence in self.select(question, sources):
+        for n, _, sentence in chosen:
             yield f"\n\n« {sentence} » [{n}]"
 
     def rewrite(self, question: str, history: Sequence) -> str:
