@@ -128,11 +128,31 @@ def _print_report(report) -> None:
         console.print(f"[red]Échec :[/red] {item['error']}")
 
 
+def _scope(services: Optional[List[str]], doc_types: Optional[List[str]], include_repealed: bool):
+    from rag.access import Scope
+
+    if not services and not doc_types and not include_repealed:
+        return None
+    return Scope(
+        services=frozenset(services) if services else None,
+        doc_types=frozenset(doc_types) if doc_types else None,
+        include_repealed=include_repealed,
+    )
+
+
+SERVICE_OPTION = typer.Option(None, "--service", "-s", help="Restreindre à ce service (répétable ; « tous » possible).")
+TYPE_OPTION = typer.Option(None, "--type", "-t", help="Restreindre à ce type de document (répétable).")
+REPEALED_OPTION = typer.Option(False, "--include-repealed", help="Inclure les documents abrogés.")
+
+
 @app.command()
 def search(
     query: str = typer.Argument(..., help="Question ou mots-clés."),
     user: str = typer.Option(..., "--user", "-u", help="Identifiant de l'utilisateur (fichier COLLECTIVIA_USERS)."),
     k: Optional[int] = typer.Option(None, "-k", min=1, max=100, help="Nombre d'extraits (défaut : COLLECTIVIA_SEARCH__K)."),
+    service: Optional[List[str]] = SERVICE_OPTION,
+    doc_type: Optional[List[str]] = TYPE_OPTION,
+    include_repealed: bool = REPEALED_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Résultats en JSON sur la sortie standard."),
 ) -> None:
     """Recherche hybride dans les documents que l'utilisateur a le droit de voir."""
@@ -146,7 +166,11 @@ def search(
         _fail(str(exc))
     embedder, store = _open(settings)
     try:
-        results = build_retriever(settings, embedder, store).retrieve(query, who, k=k or settings.search.k)
+        results = build_retriever(settings, embedder, store).retrieve(
+            query, who, k=k or settings.search.k, scope=_scope(service, doc_type, include_repealed)
+        )
+    except AccessError as exc:
+        _fail(str(exc))
     finally:
         store.close()
     if as_json:
@@ -169,6 +193,9 @@ def search(
 def ask(
     question: str = typer.Argument(..., help="La question, en français."),
     user: str = typer.Option(..., "--user", "-u", help="Identifiant de l'utilisateur (fichier COLLECTIVIA_USERS)."),
+    service: Optional[List[str]] = SERVICE_OPTION,
+    doc_type: Optional[List[str]] = TYPE_OPTION,
+    include_repealed: bool = REPEALED_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Réponse en JSON sur la sortie standard."),
 ) -> None:
     """Poser une question : réponse fondée sur les documents accessibles, avec citations."""
@@ -181,19 +208,22 @@ def ask(
     except (UsersFileError, AccessError) as exc:
         _fail(str(exc))
     embedder, store = _open(settings)
+    scope = _scope(service, doc_type, include_repealed)
     try:
         assistant = build_assistant(settings, embedder, store)
         if as_json:
-            answer = assistant.answer(question, who)
+            answer = assistant.answer(question, who, scope=scope)
         else:
             out = Console()
             answer = None
-            for event in assistant.stream(question, who):
+            for event in assistant.stream(question, who, scope=scope):
                 if event.kind == "token":
                     out.print(event.token, end="", markup=False, highlight=False)
                 elif event.kind == "answer":
                     answer = event.answer
             out.print()
+    except AccessError as exc:
+        _fail(str(exc))
     finally:
         store.close()
     if as_json:

@@ -104,3 +104,34 @@ def test_config_lists_effective_settings(tmp_path):
     env = {**os.environ, "COLLECTIVIA_QDRANT__URL": "http://qdrant:6333", "COLLECTIVIA_DATA_DIR": str(tmp_path)}
     data = json.loads(run(["config", "--json"], env).stdout)
     assert data["qdrant"]["url"] == "http://qdrant:6333" and data["embedder"]["kind"] == "use"
+
+
+def test_ask_json_shape_and_extractive_answer(indexed):
+    _, env, _ = indexed
+    result = run(["ask", "Qui est responsable des contenus produits avec une IA générative ?", "--user", "nobody", "--json"], env)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert {"answer", "refused", "citations", "timings_ms"} <= set(answer)
+    assert answer["refused"] is False and answer["extractive"] is True
+    assert answer["answer"].startswith("Extraits des documents")
+    citation = answer["citations"][0]
+    assert set(citation) == {"n", "doc_id", "title", "page", "section", "services", "passage", "supported"}
+    assert citation["doc_id"] == "charte.docx" and f"[{citation['n']}]" in answer["answer"]
+    assert answer["timings_ms"]["retrieve"] > 0
+
+
+def test_ask_refuses_when_nothing_relevant_is_visible(indexed):
+    _, env, _ = indexed
+    # The only document about building permits belongs to urbanisme: an RH agent gets no source at all.
+    answer = json.loads(run(["ask", "Quel est le délai d'instruction d'un permis de construire de maison individuelle ?",
+                             "--user", "rh.agent", "--json"], env).stdout)
+    assert answer["refused"] is True and answer["citations"] == []
+    assert "urba.pdf" not in json.dumps(answer) and "Instruction des permis" not in answer["answer"]
+
+
+def test_scope_can_only_narrow(indexed):
+    _, env, _ = indexed
+    narrowed = json.loads(run(["search", "congés", "--user", "multi.agent", "--service", "finances", "--json"], env).stdout)
+    assert narrowed == []  # no finance document in this corpus: RH and "tous" documents are left out
+    widened = run(["ask", "permis", "--user", "rh.agent", "--service", "urbanisme"], env)
+    assert widened.returncode == 2 and "urbanisme" in widened.stderr
