@@ -239,7 +239,16 @@ class EdgeStore:
         if info_file.is_file():
             stored = CollectionInfo(**json.loads(info_file.read_text(encoding="utf-8")))
             info.check_compatible(stored, str(self.path))
-            self._shard = qe.EdgeShard.load(str(shard_dir))
+            try:
+                self._shard = qe.EdgeShard.load(str(shard_dir))
+            except Exception as exc:
+                if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
+                    raise StoreError(
+                        f"l'index embarqué {self.path} est déjà ouvert par un autre processus (le chat « collectivia "
+                        "serve » ou une autre indexation ?). Un seul processus peut l'ouvrir à la fois : arrêtez "
+                        "l'autre, indexez depuis le chat, ou utilisez un serveur Qdrant (COLLECTIVIA_QDRANT__URL)."
+                    ) from exc
+                raise StoreError(f"l'index embarqué {self.path} ne s'ouvre pas ({exc})") from exc
         else:
             if shard_dir.exists() and any(shard_dir.iterdir()):
                 raise StoreError(

@@ -189,3 +189,20 @@ class TestCollectionIdentity:
         client.create_collection("theirs", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE))
         with pytest.raises(StoreError, match="COLLECTIVIA_QDRANT__COLLECTION"):
             ServerStore(client, "theirs", CollectionInfo("h", 4))
+
+
+def test_a_second_process_opening_the_embedded_index_gets_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    info = CollectionInfo("h", 8)
+    first = EdgeStore(tmp_path / "q", info)
+    code = (
+        "import sys; from pathlib import Path; from ingest.store import EdgeStore, CollectionInfo, StoreError\n"
+        "try:\n    EdgeStore(Path(sys.argv[1]), CollectionInfo('h', 8))\n"
+        "except StoreError as e:\n    print(e); sys.exit(3)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "q")], capture_output=True, text=True, timeout=60)
+    first.close()
+    assert result.returncode == 3, result.stderr
+    assert "déjà ouvert par un autre processus" in result.stdout and "COLLECTIVIA_QDRANT__URL" in result.stdout
