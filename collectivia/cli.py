@@ -90,12 +90,17 @@ def ingest(
 
 
 def _ingest_with_bar(ingestor, paths, prune):
+    return run_with_bar(lambda progress: ingestor.ingest_paths(paths, prune=prune, progress=progress))
+
+
+def run_with_bar(job, label: str = "Indexation", unit: str = "fichiers"):
+    """Run ``job(progress_callback)`` under a rich progress bar (files done, chunks, chunks/s)."""
     started = time.perf_counter()
     with Progress(
-        TextColumn("[bold]Indexation"),
+        TextColumn(f"[bold]{label}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("fichiers · {task.fields[chunks]} extraits · {task.fields[rate]} extraits/s"),
+        TextColumn(unit + " · {task.fields[chunks]} extraits · {task.fields[rate]} extraits/s"),
         TimeElapsedColumn(),
         TextColumn("{task.fields[current]}"),
         console=console,
@@ -108,7 +113,7 @@ def _ingest_with_bar(ingestor, paths, prune):
             bar.update(task, total=p.files_total, completed=p.files_done, chunks=p.chunks_embedded,
                        rate=f"{p.chunks_embedded / elapsed:.0f}", current=Path(p.current).name if p.current else "")
 
-        return ingestor.ingest_paths(paths, prune=prune, progress=on_progress)
+        return job(on_progress)
 
 
 def _print_report(report) -> None:

@@ -86,7 +86,6 @@ _IGNORED = frozenset({
 _BOXES = {"ANoter": "À noter", "ASavoir": "À savoir", "Attention": "Attention", "Rappel": "Rappel"}
 _SECTIONED = ("Situation", "Chapitre", "SousChapitre", "Cas")
 _SERVICE_KINDS = ("ServiceEnLigne", "ServiceEnLigneAlternatif")
-_BODY_ROOTS = ("Introduction", "Texte", "ListeSituations", "LienExterneCommente", "Avertissement")
 
 
 class FicheError(ValueError):
@@ -758,7 +757,7 @@ def import_service_public(
     when its text is the same, else indexed as ``SP-<ID>-<audience>``. For that, the member list is read once
     before the fiches (about a second for the whole archive) and the copies of a fiche wait for each other.
     """
-    from ingest.pipeline import IngestReport
+    from ingest.pipeline import IngestReport, Progress  # here: the pipeline loads the file parsers
 
     started = time.perf_counter()
     skipped: list[dict[str, str]] = []
@@ -839,7 +838,12 @@ def import_service_public(
             for doc in resolve(fiche_id, waiting.pop(fiche_id)):
                 yield replace(doc, version=ingestor.version_of(doc.version.encode(), doc.meta))
 
-    report = ingestor.ingest_documents(documents(), progress=progress, total=total)
+    def on_progress(p) -> None:  # fiches skipped or failed are done too
+        progress(replace(p, files_done=min(total, p.files_done + len(skipped) + len(failed))))
+
+    report = ingestor.ingest_documents(documents(), progress=on_progress if progress else None, total=total)
+    if progress is not None:
+        progress(Progress(total, total, report.chunks_embedded, ""))
     report.skipped.extend(skipped)
     report.failed.extend(failed)
     report.seconds = time.perf_counter() - started

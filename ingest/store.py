@@ -288,7 +288,7 @@ class EdgeStore:
         with self._lock:
             self._shard.update(qe.UpdateOperation.delete_points_by_filter(_edge_filter(old)))
             self._shard.update(qe.UpdateOperation.set_payload_by_filter(_edge_filter(new), LIVE))
-            self._shard.flush()
+            # No flush here: the write-ahead log makes each update durable; flush() runs on close.
 
     def discard_staged(self, doc_id: str | None = None) -> int:
         qe = self._qe

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol, Sequence
 
 import httpx
+from langchain_core.messages import AIMessageChunk
 
 from ingest.embed import Bm25Encoder
 from rag.citations import split_sentences
@@ -27,6 +29,10 @@ EXTRACT_HEADER = "Extraits des documents (réponse non générée, à vérifier 
 
 class GenerationError(RuntimeError):
     """The chat model failed; ``str(error)`` is a French message for the agent."""
+
+
+class IncompleteAnswer(RuntimeError):
+    """The model's stream ended without its final chunk."""
 
 
 @dataclass
@@ -87,8 +93,12 @@ class MistralGenerator:
         from langchain_mistralai import ChatMistralAI
 
         self.name = f"mistral:{model}"
+        self.model = model
         self.endpoint = endpoint
         self.usage = Usage()
+        self.max_retries = max_retries
+        self.retry_wait_s = 0.5
+        # Retries are ours (see _chunks): the client's own only wraps the creation of a lazy stream.
         self._chat = ChatMistralAI(
             endpoint=endpoint,
             api_key=api_key or "none",
@@ -96,27 +106,60 @@ class MistralGenerator:
             temperature=temperature,
             max_tokens=max_tokens,
             timeout=max(1, round(timeout_s)),
-            max_retries=max_retries,
+            max_retries=0,
             streaming=True,
         )
+
+    def _chunks(self, messages) -> Iterator:
+        """The model's stream; a refused or dropped connection before the first token is retried
+        ``max_retries`` times (HTTP errors are answers, not retried); a stream that stops without the model's
+        final chunk is an error, not an answer."""
+        attempt = 0
+        while True:
+            started = False
+            finish_reason = None
+            try:
+                for chunk in self._chat.stream(messages):
+                    started = True
+                    finish_reason = chunk.response_metadata.get("finish_reason") or finish_reason
+                    yield chunk
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                # Connection refused or dropped: worth another try. A timeout is not (it would double the wait).
+                if started or attempt >= self.max_retries:
+                    raise
+                attempt += 1
+                logger.info("chat model unreachable (%r), retry %d/%d", exc, attempt, self.max_retries)
+                time.sleep(self.retry_wait_s * attempt)
+                continue
+            if finish_reason is None:
+                raise IncompleteAnswer("La réponse du modèle de langue a été interrompue avant la fin.")
+            if finish_reason == "length":
+                yield AIMessageChunk(content=" […] (réponse tronquée : limite de longueur atteinte)")
+            return
 
     def stream(self, question: str, sources: Sequence[ScoredChunk], history: Sequence = ()) -> Iterator[str]:
         messages = ANSWER_PROMPT.format_messages(
             sources=format_sources(sources), question=question, history=history_messages(history)
         )
         self.usage = Usage(calls=1)
+        received = False
         try:
-            for chunk in self._chat.stream(messages):
+            for chunk in self._chunks(messages):
                 usage = getattr(chunk, "usage_metadata", None)
                 if usage:
                     self.usage.prompt_tokens = usage.get("input_tokens")
                     self.usage.completion_tokens = usage.get("output_tokens")
                 if chunk.content:
+                    received = True
                     yield str(chunk.content)
         except GeneratorExit:
             raise
-        except Exception as exc:  # httpx, SSE decoding, tenacity's RetryError…
+        except IncompleteAnswer as exc:
+            raise GenerationError(str(exc)) from exc
+        except Exception as exc:  # httpx, SSE decoding…
             logger.warning("chat model failure: %r", exc)
+            if received and isinstance(exc, (httpx.TransportError, httpx.StreamError)):
+                raise GenerationError("Le modèle de langue a coupé la connexion pendant la réponse.") from exc
             raise GenerationError(_french_error(exc, self.endpoint)) from exc
 
     def rewrite(self, question: str, history: Sequence) -> str:
@@ -124,7 +167,7 @@ class MistralGenerator:
             return question
         messages = REWRITE_PROMPT.format_messages(question=question, history=history_messages(history))
         try:
-            rewritten = str(self._chat.invoke(messages).content).strip().strip("«»\"").strip()
+            rewritten = "".join(str(c.content) for c in self._chunks(messages)).strip().strip("«»\"").strip()
         except Exception as exc:  # the original question still works, only less well
             logger.warning("question rewriting failed, using the question as asked: %r", exc)
             return question

@@ -112,7 +112,7 @@ def _merge(chunks: list[ScoredChunk]) -> ScoredChunk:
     return replace(
         best,
         text=text,
-        page=pages[0] if pages else best.page,
+        page=best.page if best.page is not None else (pages[0] if pages else None),  # open where the best match is
         pages=pages,
         section=ordered[0].section,
         relevance=max(c.relevance for c in chunks),
@@ -126,12 +126,15 @@ def diversify(chunks: Sequence[ScoredChunk], *, k: int, max_per_doc: int) -> lis
     per_doc: dict[str, int] = {}
     for chunk in chunks:
         index = chunk.chunk_indexes[0]
-        group = next(
-            (g for g in kept if g[0].doc_id == chunk.doc_id and any(abs(c.chunk_indexes[0] - index) == 1 for c in g)),
-            None,
-        )
-        if group is not None:
-            group.append(chunk)  # a neighbour joins its passage without using a new slot
+        touching = [g for g in kept if g[0].doc_id == chunk.doc_id and any(abs(c.chunk_indexes[0] - index) == 1 for c in g)]
+        if touching:
+            # A neighbour joins its passage without using a new slot; if it bridges two passages, they become one.
+            first = touching[0]
+            first.append(chunk)
+            for other in touching[1:]:
+                first.extend(other)
+                kept.remove(other)
+                per_doc[chunk.doc_id] -= 1
             continue
         if per_doc.get(chunk.doc_id, 0) >= max_per_doc or len(kept) >= k:
             continue
