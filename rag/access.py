@@ -127,7 +127,8 @@ def load_users(path: Path) -> dict[str, User]:
         ) from exc
     except (OSError, yaml.YAMLError) as exc:
         raise UsersFileError(f"{path} : fichier des utilisateurs illisible ({exc})") from exc
-    entries = (raw or {}).get("users", []) if isinstance(raw, dict) else None
+    raw = {} if raw is None else raw
+    entries = raw.get("users") or [] if isinstance(raw, dict) else None
     if not isinstance(entries, list):
         raise UsersFileError(f"{path} : attendu « users: » suivi d'une liste d'utilisateurs")
     users: dict[str, User] = {}

@@ -18,7 +18,8 @@ from ingest.embed import Bm25Encoder, Embedder
 from rag.retrieve import ScoredChunk
 
 MARKER = re.compile(r"\s?\[(\d{1,3})\]")
-SENTENCE_END = re.compile(r"(?<=[.!?…»])\s+(?=[A-ZÀ-ÖØ-Þ«\"0-9-])|\n+")
+SENTENCE_END = re.compile(r"(?<=[.!?…»])\s+(?=[A-ZÀ-ÖØ-ÞŒ«\"0-9-])|\n+")
+ABBREVIATION = re.compile(r"(?:^|[\s'’])(?:[A-Z]|M|MM|Mme|Mmes|Mlle|Dr|Me|art|Art|al|cf|p|pp|n|no|vol|chap|etc|av|bd|St|Ste)\.$")
 LEXICAL_SUPPORT = 0.5
 EMBEDDING_SUPPORT = 0.6
 
@@ -63,7 +64,14 @@ def strip_dangling(text: str, n_sources: int) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in SENTENCE_END.split(text) if s and s.strip()]
+    """Sentences of a French text; no cut after abbreviations such as « M. », « art. » or « L. »."""
+    out: list[str] = []
+    for piece in (s.strip() for s in SENTENCE_END.split(text) if s and s.strip()):
+        if out and ABBREVIATION.search(out[-1]) and not out[-1].endswith("\n"):
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    return out
 
 
 class SupportChecker:
@@ -90,7 +98,7 @@ class SupportChecker:
 def build_citations(
     text: str, sources: Sequence[ScoredChunk], checker: SupportChecker, *, url: Callable[[ScoredChunk], str] = open_url
 ) -> tuple[str, tuple[Citation, ...]]:
-    """Clean the answer's markers and return it with one ``Citation`` per cited source (in order of first use)."""
+    """Clean the answer's markers and return it with one ``Citation`` per cited source, by source number."""
     text = strip_dangling(text, len(sources))
     unsupported: set[int] = set()
     cited: list[int] = []

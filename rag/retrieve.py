@@ -204,6 +204,10 @@ class HybridRetriever:
         if self.reranker is not None and chunks:
             head = chunks[: self.rerank_candidates]
             scores = self.reranker.scores(question, [c.text for c in head])
-            head = [replace(c, score=float(s)) for c, s in zip(head, scores)]
-            chunks = sorted(head, key=lambda c: c.score, reverse=True) + chunks[self.rerank_candidates :]
+            head = sorted((replace(c, score=float(s)) for c, s in zip(head, scores)), key=lambda c: c.score, reverse=True)
+            # The rest keeps its order below the reranked head, on the reranker's scale (scores must stay comparable
+            # when passages are merged).
+            floor = head[-1].score
+            tail = [replace(c, score=floor - 1.0 - i) for i, c in enumerate(chunks[self.rerank_candidates :])]
+            chunks = head + tail
         return diversify(chunks, k=k, max_per_doc=self.max_per_doc)
