@@ -187,3 +187,15 @@ def describe_settings() -> list[tuple[str, str, str]]:
 
     walk(Settings, "COLLECTIVIA_")
     return rows
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting, as in the README (`python -m collectivia.settings`)."""
+    lines = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for var, default, meaning in describe_settings():
+        lines.append(f"| `{var}` | {f'`{default}`' if default else '—'} | {meaning} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_table())
