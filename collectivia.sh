@@ -36,6 +36,9 @@ system_packages() {
     command -v pdftoppm >/dev/null 2>&1 || wanted+=(poppler-utils)
     [ -e /usr/lib/x86_64-linux-gnu/libmagic.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/libmagic.so.1 ] || wanted+=(libmagic1)
     fc-list 2>/dev/null | grep -qi dejavu || wanted+=(fonts-dejavu-core)
+    # OpenCV, loaded by unstructured's OCR path, needs libGL and GLib.
+    ldconfig -p 2>/dev/null | grep -q 'libGL.so.1' || wanted+=(libgl1)
+    ldconfig -p 2>/dev/null | grep -q 'libgthread-2.0.so.0' || wanted+=(libglib2.0-0)
     if [ "${1:-}" = "test" ]; then
         command -v chromium >/dev/null 2>&1 || wanted+=(chromium)
     fi
