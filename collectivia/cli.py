@@ -133,6 +133,16 @@ def _print_report(report) -> None:
         console.print(f"[red]Échec :[/red] {item['error']}")
 
 
+def _user(settings, user_id: str):
+    """The user of the users file, or a clear error (exit code 2)."""
+    from rag.access import AccessError, UsersFileError, get_user, load_users
+
+    try:
+        return get_user(load_users(settings.users), user_id)
+    except (UsersFileError, AccessError) as exc:
+        _fail(str(exc))
+
+
 def _scope(services: Optional[List[str]], doc_types: Optional[List[str]], include_repealed: bool):
     from rag.access import Scope
 
@@ -162,13 +172,10 @@ def search(
 ) -> None:
     """Recherche hybride dans les documents que l'utilisateur a le droit de voir."""
     from collectivia.wiring import build_retriever
-    from rag.access import AccessError, UsersFileError, get_user, load_users
+    from rag.access import AccessError
 
     settings = _settings()
-    try:
-        who = get_user(load_users(settings.users), user)
-    except (UsersFileError, AccessError) as exc:
-        _fail(str(exc))
+    who = _user(settings, user)
     embedder, store = _open(settings)
     try:
         results = build_retriever(settings, embedder, store).retrieve(
@@ -205,13 +212,10 @@ def ask(
 ) -> None:
     """Poser une question : réponse fondée sur les documents accessibles, avec citations."""
     from collectivia.wiring import build_assistant
-    from rag.access import AccessError, UsersFileError, get_user, load_users
+    from rag.access import AccessError
 
     settings = _settings()
-    try:
-        who = get_user(load_users(settings.users), user)
-    except (UsersFileError, AccessError) as exc:
-        _fail(str(exc))
+    who = _user(settings, user)
     embedder, store = _open(settings)
     scope = _scope(service, doc_type, include_repealed)
     try:
