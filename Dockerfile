@@ -67,10 +67,9 @@ RUN groupadd --system --gid 10001 collectivia \
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /app /app
 
-# The code stays root-owned and read-only; the user writes only its data (/data, a volume) and Chainlit's
-# working folders (.files for uploads, .chainlit for its generated configuration) in the working directory.
-RUN mkdir -p /data /app/.files /app/.chainlit \
-    && chown collectivia:collectivia /data /app/.files /app/.chainlit
+# The code stays root-owned and read-only; the user writes only under /data (a volume): the index, the chat's
+# Chainlit folder (generated at each start, with its session files), uploads, the audit log.
+RUN mkdir -p /data && chown collectivia:collectivia /data
 
 # Offline and telemetry-free (the same values as ingest/offline.py sets at start-up), then Collectivia's container
 # defaults. Any of them can be overridden at run time; secrets are never set here.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Collectivia — set up what is missing, then run the main job or the tests.
 #
-#   ./collectivia.sh start   install (first time only), index corpora/, then serve the chat (or a sample search)
+#   ./collectivia.sh start   install (first time only), index corpora/, then serve the chat
 #   ./collectivia.sh test    install (first time only), then run the whole test suite
 #   ./collectivia.sh setup   install only
 #
@@ -41,6 +41,8 @@ system_packages() {
     ldconfig -p 2>/dev/null | grep -q 'libgthread-2.0.so.0' || wanted+=(libglib2.0-0)
     if [ "${1:-}" = "test" ]; then
         command -v chromium >/dev/null 2>&1 || wanted+=(chromium)
+        # The chat history tests also run against a throwaway PostgreSQL server.
+        ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || wanted+=(postgresql)
     fi
     [ ${#wanted[@]} -eq 0 ] && return 0
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
@@ -91,12 +93,8 @@ case "$cmd" in
         setup
         log "Indexing corpora/"
         "$VENV/bin/collectivia" ingest corpora/ || log "Some files could not be indexed (see above); continuing."
-        if "$VENV/bin/collectivia" --help | grep -q ' serve '; then
-            log "Chat on http://localhost:${COLLECTIVIA_PORT:-8000} (demo passwords in README.md)"
-            exec "$VENV/bin/collectivia" serve "$@"
-        fi
-        log "Sample search as Gaëlle Girard (documents open to all agents):"
-        "$VENV/bin/collectivia" search "Combien coûte un repas à la cantine ?" --user g.girard -k 3
+        log "Chat on http://localhost:${COLLECTIVIA_CHAT__PORT:-8000} (demo passwords in README.md)"
+        exec "$VENV/bin/collectivia" serve "$@"
         ;;
     test)
         setup test

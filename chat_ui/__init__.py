@@ -1,1 +1,1 @@
-"""chat_ui"""
+"""chat_ui — the Chainlit chat of agents and document managers (`collectivia serve`)."""

@@ -370,6 +370,11 @@ class TestEnvExample:
                     "VLLM_MODELS_DIR", "VLLM_MODEL"):
             assert var in self.VALUES, var
 
+    def test_the_example_identity_provider_name_is_accepted_by_serve(self):
+        from chat_ui.serve import BUILT_IN_PROVIDERS
+
+        assert self.VALUES["OAUTH_GENERIC_NAME"] and self.VALUES["OAUTH_GENERIC_NAME"] not in BUILT_IN_PROVIDERS
+
     def test_shows_the_defaults(self):
         for var, default, _ in describe_settings():
             if default and var not in self.DEPLOYMENT_VALUES:

@@ -1,0 +1,408 @@
+"""Document management from the chat: add, replace and withdraw documents of one's own services, with an audit trail.
+
+No Chainlit here (the dialogs are in ``upload_dialogs.py``): files in, French outcomes out.
+
+- Rights: a document manager manages the documents whose services are all among their own; an administrator,
+  every document. A new document's services are chosen among the manager's own services only.
+- A file is checked first (format, size, content matching the extension, archive bombs: ``ingest.parse``), then
+  parsed in a separate process (a parser crash or a slow file cannot take the chat down), then chunked, embedded
+  and written through the one ``Ingestor`` of the process; ingestions run one at a time.
+- The originals live under ``<data_dir>/uploads/<document>/<version>/`` with their ``.meta.yaml`` sidecar, so that
+  ``/documents/<id>`` can open them and ``collectivia ingest <data_dir>/uploads`` would index the same documents.
+  Replaced versions move to ``uploads/_archives``, withdrawn documents to ``uploads/_retires`` (names starting with
+  ``_`` are never indexed). A failed upload changes nothing: the previous version stays indexed and served.
+- Every attempt (accepted or refused) is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import hashlib
+import multiprocessing
+import re
+import secrets
+import shutil
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import yaml
+
+from ingest.documents import ALL_AGENTS, DOC_ID, SERVICE_ID, DocumentMeta, META_SUFFIX, ParsedDocument
+from ingest.parse import FORMATS, ParseError, ParseOptions, check_file, parse_file, parse_worker_init
+
+DOC_TYPES = ("deliberation", "procedure", "charte", "fiche", "autre")
+
+
+def _parse_in_worker(path: str, options: ParseOptions) -> ParsedDocument | str:
+    """Runs in the parsing process: the parsed document, or the French reason it cannot be parsed."""
+    try:
+        return parse_file(Path(path), options)
+    except ParseError as exc:
+        return str(exc)
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    message: str
+    doc_id: str = ""
+    title: str = ""
+    services: tuple[str, ...] = ()
+    chunks: int = 0
+    seconds: float = 0.0
+    unchanged: bool = False
+
+
+@dataclass
+class Progress:
+    """Where an ingestion stands, shared between the worker thread and the dialog that shows it."""
+
+    stage: str = "reçu"
+    started: float = field(default_factory=time.monotonic)
+    chunks: int = 0
+
+    def set(self, stage: str, chunks: int = 0) -> None:
+        self.stage = stage
+        self.chunks = chunks or self.chunks
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def safe_filename(name: str) -> str:
+    """An ASCII file name that keeps the extension: « Note de service n°3 (2025).PDF » -> « Note-de-service-n3-2025.pdf »."""
+    name = Path(name or "document").name
+    stem, suffix = Path(name).stem, Path(name).suffix.lower()
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    ascii_stem = re.sub(r"[^A-Za-z0-9.-]+", "-", ascii_stem).strip("-._")[:100] or "document"
+    suffix = re.sub(r"[^a-z0-9.]", "", suffix)[:12]
+    return ascii_stem + suffix
+
+
+def slug(text: str, limit: int = 48) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")[:limit].strip("-") or "document"
+
+
+def new_doc_id(title: str, services: Sequence[str]) -> str:
+    prefix = services[0].upper() if len(services) == 1 and services[0] != ALL_AGENTS else "DOC"
+    doc_id = f"{prefix}-{slug(title)}-{secrets.token_hex(3)}"
+    assert DOC_ID.match(doc_id), doc_id
+    return doc_id
+
+
+def folder_of(doc_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", doc_id.replace("/", "__"))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_metadata(title: str, doc_type: str, services: Iterable[str], allowed: Iterable[str]) -> str | None:
+    """The French reason a new document's metadata is refused, or None."""
+    title = (title or "").strip()
+    services = list(dict.fromkeys(services or ()))
+    allowed = set(allowed)
+    if not title:
+        return "Le titre est obligatoire."
+    if len(title) > 200 or "\n" in title:
+        return "Le titre doit tenir sur une ligne de 200 caractères au plus."
+    if doc_type not in DOC_TYPES:
+        return f"Type de document inconnu : « {doc_type} »."
+    if not services:
+        return "Choisissez au moins un service qui pourra consulter le document."
+    outside = [s for s in services if s not in allowed or not SERVICE_ID.match(s)]
+    if outside:
+        return ("Vous ne pouvez publier que pour vos propres services ; refusé : " + ", ".join(outside) + ".")
+    if ALL_AGENTS in services and len(services) > 1:
+        return "« Tous les agents » ne se combine pas avec d'autres services."
+    return None
+
+
+class DocumentManager:
+    """Upload, replace, withdraw and list documents, for one process (one store, one ingestion at a time)."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.root = Path(backend.uploads_dir)
+        self._ingest_lock = threading.Lock()
+
+    # -- rights --------------------------------------------------------------------------------------------------
+    def managed(self, user) -> frozenset[str]:
+        from chat_ui.auth import managed_services
+
+        return managed_services(user)
+
+    def may_manage(self, user, services: Iterable[str]) -> bool:
+        services = set(services or ())
+        if "admin" in user.roles:
+            return True
+        return bool(services) and services <= self.managed(user)
+
+    def can_upload(self, user) -> bool:
+        return bool(self.managed(user)) or "admin" in user.roles
+
+    def publishable_services(self, user) -> list[str]:
+        """Services a new document may be given: the manager's own (and « tous » for an administrator)."""
+        own = sorted(s for s in user.services if s != ALL_AGENTS) if self.can_upload(user) else []
+        return own + ([ALL_AGENTS] if "admin" in user.roles else [])
+
+    def documents(self, user) -> list:
+        """Records of the documents ``user`` may replace or withdraw (imported web pages excluded), by title."""
+        self.backend.wait_ready(timeout=120)
+        records = self.backend.store.documents().values()
+        mine = [r for r in records if self.may_manage(user, r.services) and not r.source.startswith(("http://", "https://"))]
+        return sorted(mine, key=lambda r: (r.title.lower(), r.doc_id))
+
+    # -- checks --------------------------------------------------------------------------------------------------
+    def check_file_name(self, name: str, size: int) -> str | None:
+        suffix = Path(name or "").suffix.lower()
+        if suffix not in FORMATS:
+            shown = suffix or "(aucune extension)"
+            return (f"Format non pris en charge : « {shown} ». Formats acceptés : PDF, DOCX, ODT, HTML, Markdown (.md) "
+                    "et TXT.")
+        limit = self.backend.settings.limits.max_file_mb
+        if size > limit * 1_000_000:
+            return (f"Fichier trop volumineux : {size / 1e6:.3g} Mo pour une limite de {limit:g} Mo. Découpez-le ou "
+                    "demandez à la DSI de relever la limite.")
+        if size == 0:
+            return "Le fichier est vide (0 octet) : rien à indexer."
+        return None
+
+    def precheck(self, upload: Path, name: str) -> str | None:
+        """The French reason a received file is refused before anything else is asked (format, size, content,
+        archive bomb), or None. Parsing itself comes later."""
+        size = upload.stat().st_size if upload.exists() else 0
+        problem = self.check_file_name(name, size)
+        if problem:
+            return problem
+        staged = self._stage(upload, name)
+        try:
+            check_file(staged, self._options())
+        except ParseError as exc:
+            return self._clean_error(str(exc), staged, name)
+        finally:
+            shutil.rmtree(staged.parent, ignore_errors=True)
+        return None
+
+    def _options(self) -> ParseOptions:
+        ingestor = self.backend.ingestor
+        if ingestor is not None:
+            return ingestor.parse_options
+        settings = self.backend.settings
+        return ParseOptions(max_file_mb=settings.limits.max_file_mb, max_unpacked_mb=settings.limits.max_unpacked_mb,
+                            max_compression_ratio=settings.limits.max_compression_ratio, ocr=settings.ocr.enabled,
+                            ocr_languages=settings.ocr.languages)
+
+    # -- the work ------------------------------------------------------------------------------------------------
+    def _stage(self, source: Path, name: str) -> Path:
+        staging = self.root / "_staging" / secrets.token_hex(8)
+        staging.mkdir(parents=True, exist_ok=True)
+        target = staging / safe_filename(name)
+        shutil.copyfile(source, target)
+        return target
+
+    def _clean_error(self, message: str, path: Path, name: str) -> str:
+        return message.replace(str(path.resolve()), f"« {name} »").replace(str(path), f"« {name} »")
+
+    def _index(self, path: Path, doc_id: str, meta: DocumentMeta, name: str, progress: Progress):
+        """Parse in a separate process, then index; returns (report or None, French error or None)."""
+        from ingest.documents import Document
+
+        backend = self.backend
+        backend.wait_ready(timeout=300)
+        ingestor = backend.ingestor
+        options = self._options()
+        progress.set("analyse")
+        context = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=parse_worker_init) as pool:
+            future = pool.submit(_parse_in_worker, str(path), options)
+            try:
+                parsed = future.result(timeout=ingestor.parse_timeout_s)
+            except cf.TimeoutError:
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.kill()
+                return None, f"« {name} » : analyse interrompue après {ingestor.parse_timeout_s:g} s (fichier trop complexe ?)."
+            except cf.process.BrokenProcessPool:
+                return None, f"« {name} » : le lecteur de fichiers s'est arrêté sur ce fichier (fichier corrompu ?)."
+        if isinstance(parsed, str):
+            return None, self._clean_error(parsed, path, name)
+        if not parsed.text.strip():
+            reason = parsed.warnings[0] if parsed.warnings else f"{path} : aucun texte extrait, rien à indexer"
+            return None, self._clean_error(reason, path, name)
+        progress.set("indexation")
+        version = ingestor.version_of(path.read_bytes(), meta)
+        document = Document(doc_id=doc_id, version=version, meta=meta, parsed=parsed, source=str(path.resolve()))
+        report = ingestor.ingest_documents(
+            [document], total=1, progress=lambda p: progress.set("indexation", p.chunks_embedded)
+        )
+        if report.failed:
+            return None, self._clean_error(report.failed[0]["error"], path, name)
+        progress.set("consultable", report.chunks_embedded)
+        return report, None
+
+    def _place(self, staged: Path, doc_id: str, meta: DocumentMeta) -> Path:
+        """Move a checked file to its version folder, with its sidecar; returns its final path."""
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        version_dir = self.root / folder_of(doc_id) / stamp
+        version_dir.mkdir(parents=True, exist_ok=True)
+        final = version_dir / staged.name
+        shutil.move(str(staged), final)
+        shutil.rmtree(staged.parent, ignore_errors=True)
+        sidecar = {"id": doc_id, **{k: v for k, v in meta.payload().items() if v not in (None, [], ())}}
+        final.with_name(final.name + META_SUFFIX).write_text(
+            yaml.safe_dump(sidecar, allow_unicode=True, sort_keys=False), encoding="utf-8"
+        )
+        return final
+
+    def _archive(self, path: Path, kind: str) -> None:
+        """Move an uploaded version folder (never a file outside ``uploads/``) to ``_archives`` or ``_retires``."""
+        try:
+            path.resolve().relative_to(self.root.resolve())
+        except ValueError:
+            return
+        version_dir = path.parent
+        target = self.root / kind / version_dir.parent.name / version_dir.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(version_dir), target)
+        try:
+            version_dir.parent.rmdir()
+        except OSError:
+            pass
+
+    def _stage_checked(self, upload: Path, name: str, action: str, audit: dict,
+                       progress: Progress) -> tuple[Path | None, Outcome | None]:
+        """Copy the upload aside and check its content; a bad file is refused, audited and removed."""
+        staged = self._stage(upload, name)
+        audit["sha256"] = sha256_of(staged)
+        try:
+            check_file(staged, self._options())
+        except ParseError as exc:
+            shutil.rmtree(staged.parent, ignore_errors=True)
+            message = self._clean_error(str(exc), staged, name)
+            self.backend.audit.write(action=action, outcome="refused", detail=message, **audit)
+            return None, Outcome(False, message)
+        progress.set("vérifié")
+        return staged, None
+
+    def _place_and_index(self, staged: Path, doc_id: str, meta, name: str, progress: Progress):
+        """Move the checked file to its version folder and index it (under the ingestion lock)."""
+        final = self._place(staged, doc_id, meta)
+        try:
+            report, error = self._index(final, doc_id, meta, name, progress)
+        except Exception as exc:  # the store or the models failed: nothing half-done is left visible
+            report, error = None, f"« {name} » : indexation impossible ({type(exc).__name__} : {exc})."
+        return final, report, error
+
+    def add(self, user, upload: Path, name: str, *, title: str, doc_type: str, services: Sequence[str],
+            progress: Progress | None = None) -> Outcome:
+        """Index a new document (blocking: run it in a thread)."""
+        progress = progress or Progress()
+        started = time.monotonic()
+        services = list(dict.fromkeys(services))
+        audit = dict(user_id=user.id, user_name=user.name, title=title, doc_type=doc_type, services=services,
+                     file=name, size=upload.stat().st_size if upload.exists() else None)
+        if not self.can_upload(user):
+            outcome = Outcome(False, "Seuls les gestionnaires de documents peuvent ajouter des documents.")
+            self.backend.audit.write(action="upload", outcome="refused", detail=outcome.message, **audit)
+            return outcome
+        problem = self.check_file_name(name, audit["size"] or 0) or check_metadata(
+            title, doc_type, services, self.publishable_services(user))
+        if problem:
+            self.backend.audit.write(action="upload", outcome="refused", detail=problem, **audit)
+            return Outcome(False, problem)
+        staged, refusal = self._stage_checked(upload, name, "upload", audit, progress)
+        if refusal:
+            return refusal
+        doc_id = new_doc_id(title, services)
+        meta = DocumentMeta(title=title.strip(), doc_type=doc_type, services=tuple(services),
+                            date=dt.date.today().isoformat())
+        with self._ingest_lock:
+            final, report, error = self._place_and_index(staged, doc_id, meta, name, progress)
+            if error:
+                shutil.rmtree(final.parent, ignore_errors=True)
+                try:
+                    final.parent.parent.rmdir()
+                except OSError:
+                    pass
+        if error:
+            self.backend.audit.write(action="upload", outcome="failed", doc_id=doc_id, detail=error, **audit)
+            return Outcome(False, error, doc_id=doc_id, title=title)
+        self.backend.audit.write(action="upload", outcome="ok", doc_id=doc_id,
+                                 detail=f"{report.chunks_embedded} extraits indexés", **audit)
+        return Outcome(True, "", doc_id=doc_id, title=meta.title, services=meta.services,
+                       chunks=report.chunks_embedded, seconds=time.monotonic() - started)
+
+    def replace(self, user, doc_id: str, upload: Path, name: str, progress: Progress | None = None) -> Outcome:
+        """Index a new version of an existing document, keeping its id and metadata (blocking)."""
+        progress = progress or Progress()
+        started = time.monotonic()
+        payload = self.backend.document_payload(doc_id)
+        size = upload.stat().st_size if upload.exists() else 0
+        audit = dict(user_id=user.id, user_name=user.name, doc_id=doc_id, file=name, size=size)
+        if payload is None or not self.may_manage(user, payload.get("services") or ()):
+            outcome = Outcome(False, "Document introuvable, ou hors de vos services : remplacement refusé.")
+            self.backend.audit.write(action="replace", outcome="refused", detail=outcome.message,
+                                     services=(payload or {}).get("services") or (), **audit)
+            return outcome
+        meta = DocumentMeta.from_payload(payload)
+        audit.update(title=meta.title, doc_type=meta.doc_type, services=meta.services)
+        old_source = str(payload.get("source") or "")
+        if old_source.startswith(("http://", "https://")):
+            message = "Ce document est importé d'un site public : il se met à jour par l'import, pas depuis le chat."
+            self.backend.audit.write(action="replace", outcome="refused", detail=message, **audit)
+            return Outcome(False, message)
+        problem = self.check_file_name(name, size)
+        if problem:
+            self.backend.audit.write(action="replace", outcome="refused", detail=problem, **audit)
+            return Outcome(False, problem)
+        staged, refusal = self._stage_checked(upload, name, "replace", audit, progress)
+        if refusal:
+            return refusal
+        with self._ingest_lock:
+            final, report, error = self._place_and_index(staged, doc_id, meta, name, progress)
+            if error or (report is not None and report.unchanged):
+                shutil.rmtree(final.parent, ignore_errors=True)
+            elif old_source:
+                self._archive(Path(old_source), "_archives")
+        if error:
+            self.backend.audit.write(action="replace", outcome="failed", detail=error, **audit)
+            return Outcome(False, error + " La version précédente reste en place.", doc_id=doc_id, title=meta.title)
+        if report.unchanged:
+            self.backend.audit.write(action="replace", outcome="unchanged", detail="fichier identique", **audit)
+            return Outcome(True, "", doc_id=doc_id, title=meta.title, services=meta.services, unchanged=True)
+        self.backend.audit.write(action="replace", outcome="ok", detail=f"{report.chunks_embedded} extraits indexés",
+                                 **audit)
+        return Outcome(True, "", doc_id=doc_id, title=meta.title, services=meta.services,
+                       chunks=report.chunks_embedded, seconds=time.monotonic() - started)
+
+    def withdraw(self, user, doc_id: str) -> Outcome:
+        """Remove a document from the index (blocking); its uploaded file moves to ``uploads/_retires``."""
+        payload = self.backend.document_payload(doc_id)
+        audit = dict(user_id=user.id, user_name=user.name, doc_id=doc_id)
+        if payload is None or not self.may_manage(user, payload.get("services") or ()):
+            message = "Document introuvable, ou hors de vos services : retrait refusé."
+            self.backend.audit.write(action="withdraw", outcome="refused", detail=message,
+                                     services=(payload or {}).get("services") or (), **audit)
+            return Outcome(False, message)
+        title = payload.get("title") or doc_id
+        services = tuple(payload.get("services") or ())
+        with self._ingest_lock:
+            self.backend.ingestor.remove(doc_id)
+            source = str(payload.get("source") or "")
+            if source and not source.startswith(("http://", "https://")):
+                self._archive(Path(source), "_retires")
+        self.backend.audit.write(action="withdraw", outcome="ok", title=title, doc_type=payload.get("doc_type", ""),
+                                 services=services, file=Path(str(payload.get("source") or "")).name, **audit)
+        return Outcome(True, "", doc_id=doc_id, title=title, services=services)
