@@ -237,7 +237,11 @@ def open_index(settings, dataset: Dataset, *, log: Log = _stderr) -> OpenIndex:
             "failed": len(report.failed),
             "skipped": len(report.skipped),
             "build_seconds": round(seconds, 1),
+            "chunks_embedded": report.chunks_embedded,
             "chunks_per_second": round(report.chunks_embedded / seconds, 1) if seconds else None,
+            # Documents found already indexed by an interrupted build: the time and speed above are then those of
+            # the last part only, not of the whole index.
+            "resumed_documents": report.unchanged,
             "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": _machine(),
         }
