@@ -200,10 +200,9 @@ class DocumentManager:
         ingestor = self.backend.ingestor
         if ingestor is not None:
             return ingestor.parse_options
-        settings = self.backend.settings
-        return ParseOptions(max_file_mb=settings.limits.max_file_mb, max_unpacked_mb=settings.limits.max_unpacked_mb,
-                            max_compression_ratio=settings.limits.max_compression_ratio, ocr=settings.ocr.enabled,
-                            ocr_languages=settings.ocr.languages)
+        from collectivia.wiring import build_parse_options
+
+        return build_parse_options(self.backend.settings)
 
     # -- the work ------------------------------------------------------------------------------------------------
     def _stage(self, source: Path, name: str) -> Path:
@@ -281,6 +280,11 @@ class DocumentManager:
         except OSError:
             pass
 
+    def _refused(self, action: str, message: str, audit: dict, **extra) -> Outcome:
+        """Write the refusal to the audit log and return it."""
+        self.backend.audit.write(action=action, outcome="refused", detail=message, **audit, **extra)
+        return Outcome(False, message)
+
     def _stage_checked(self, upload: Path, name: str, action: str, audit: dict,
                        progress: Progress) -> tuple[Path | None, Outcome | None]:
         """Copy the upload aside and check its content; a bad file is refused, audited and removed."""
@@ -291,8 +295,7 @@ class DocumentManager:
         except ParseError as exc:
             shutil.rmtree(staged.parent, ignore_errors=True)
             message = self._clean_error(str(exc), staged, name)
-            self.backend.audit.write(action=action, outcome="refused", detail=message, **audit)
-            return None, Outcome(False, message)
+            return None, self._refused(action, message, audit)
         progress.set("vérifié")
         return staged, None
 
@@ -314,14 +317,11 @@ class DocumentManager:
         audit = dict(user_id=user.id, user_name=user.name, title=title, doc_type=doc_type, services=services,
                      file=name, size=upload.stat().st_size if upload.exists() else None)
         if not self.can_upload(user):
-            outcome = Outcome(False, "Seuls les gestionnaires de documents peuvent ajouter des documents.")
-            self.backend.audit.write(action="upload", outcome="refused", detail=outcome.message, **audit)
-            return outcome
+            return self._refused("upload", "Seuls les gestionnaires de documents peuvent ajouter des documents.", audit)
         problem = self.check_file_name(name, audit["size"] or 0) or check_metadata(
             title, doc_type, services, self.publishable_services(user))
         if problem:
-            self.backend.audit.write(action="upload", outcome="refused", detail=problem, **audit)
-            return Outcome(False, problem)
+            return self._refused("upload", problem, audit)
         staged, refusal = self._stage_checked(upload, name, "upload", audit, progress)
         if refusal:
             return refusal
@@ -352,21 +352,17 @@ class DocumentManager:
         size = upload.stat().st_size if upload.exists() else 0
         audit = dict(user_id=user.id, user_name=user.name, doc_id=doc_id, file=name, size=size)
         if payload is None or not self.may_manage(user, payload.get("services") or ()):
-            outcome = Outcome(False, "Document introuvable, ou hors de vos services : remplacement refusé.")
-            self.backend.audit.write(action="replace", outcome="refused", detail=outcome.message,
-                                     services=(payload or {}).get("services") or (), **audit)
-            return outcome
+            return self._refused("replace", "Document introuvable, ou hors de vos services : remplacement refusé.",
+                                 audit, services=(payload or {}).get("services") or ())
         meta = DocumentMeta.from_payload(payload)
         audit.update(title=meta.title, doc_type=meta.doc_type, services=meta.services)
         old_source = str(payload.get("source") or "")
         if old_source.startswith(("http://", "https://")):
-            message = "Ce document est importé d'un site public : il se met à jour par l'import, pas depuis le chat."
-            self.backend.audit.write(action="replace", outcome="refused", detail=message, **audit)
-            return Outcome(False, message)
+            return self._refused("replace", "Ce document est importé d'un site public : il se met à jour par l'import, "
+                                            "pas depuis le chat.", audit)
         problem = self.check_file_name(name, size)
         if problem:
-            self.backend.audit.write(action="replace", outcome="refused", detail=problem, **audit)
-            return Outcome(False, problem)
+            return self._refused("replace", problem, audit)
         staged, refusal = self._stage_checked(upload, name, "replace", audit, progress)
         if refusal:
             return refusal
@@ -392,10 +388,8 @@ class DocumentManager:
         payload = self.backend.document_payload(doc_id)
         audit = dict(user_id=user.id, user_name=user.name, doc_id=doc_id)
         if payload is None or not self.may_manage(user, payload.get("services") or ()):
-            message = "Document introuvable, ou hors de vos services : retrait refusé."
-            self.backend.audit.write(action="withdraw", outcome="refused", detail=message,
-                                     services=(payload or {}).get("services") or (), **audit)
-            return Outcome(False, message)
+            return self._refused("withdraw", "Document introuvable, ou hors de vos services : retrait refusé.",
+                                 audit, services=(payload or {}).get("services") or ())
         title = payload.get("title") or doc_id
         services = tuple(payload.get("services") or ())
         with self._ingest_lock:

@@ -44,6 +44,16 @@ def build_store(settings: Settings, embedder: Embedder) -> Store:
     return EdgeStore(settings.qdrant_path, info)
 
 
+def build_parse_options(settings: Settings) -> ParseOptions:
+    return ParseOptions(
+        max_file_mb=settings.limits.max_file_mb,
+        max_unpacked_mb=settings.limits.max_unpacked_mb,
+        max_compression_ratio=settings.limits.max_compression_ratio,
+        ocr=settings.ocr.enabled,
+        ocr_languages=settings.ocr.languages,
+    )
+
+
 def build_ingestor(settings: Settings, embedder: Embedder, store: Store) -> Ingestor:
     return Ingestor(
         store,
@@ -53,13 +63,7 @@ def build_ingestor(settings: Settings, embedder: Embedder, store: Store) -> Inge
             size=settings.chunk.size, overlap=settings.chunk.overlap,
             title_in_embedding=settings.chunk.title_in_embedding,
         ),
-        parse_options=ParseOptions(
-            max_file_mb=settings.limits.max_file_mb,
-            max_unpacked_mb=settings.limits.max_unpacked_mb,
-            max_compression_ratio=settings.limits.max_compression_ratio,
-            ocr=settings.ocr.enabled,
-            ocr_languages=settings.ocr.languages,
-        ),
+        parse_options=build_parse_options(settings),
         parse_timeout_s=settings.limits.parse_timeout_s,
         parse_workers=settings.limits.parse_workers,
     )
