@@ -108,11 +108,7 @@ def write_charts(out: Path, summary: dict, records: list[dict]) -> list[Path]:
     ax.set_title(f"Scores par type de question — {_title(summary)}", fontsize=10)
     ax.legend(fontsize=8, loc="upper center", ncol=len(series), frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = out / "scores_by_type.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(_save(fig, out / "scores_by_type.png"))
 
     stages = [s for s in ("candidates", "retrieve", "first_token", "generate", "total")
               if any((r.get("timings_ms") or {}).get(s) is not None for r in records)]
@@ -127,12 +123,17 @@ def write_charts(out: Path, summary: dict, records: list[dict]) -> list[Path]:
     ax.set_ylabel("ms (moustaches : p5–p95)")
     ax.set_title(f"Latence par étape — {_title(summary)}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
+    paths.append(_save(fig, out / "latency.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    path = out / "latency.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    paths.append(path)
-    return paths
+    return path
 
 
 def _title(summary: dict) -> str:
