@@ -16,9 +16,9 @@ from typing import Iterable
 
 import yaml
 
-from chat_ui.auth import hash_password
+from chat_ui.auth import hash_password, read_users
 from ingest.documents import SERVICE_ID
-from rag.access import ROLES, User, UsersFileError, load_users
+from rag.access import ROLES, User, UsersFileError
 
 USER_ID = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
 MIN_PASSWORD = 12
@@ -50,6 +50,7 @@ def _read(path: Path) -> tuple[str, list[dict]]:
     """(leading comment block, raw user entries) of the file; an absent file is empty."""
     if not path.exists():
         return "", []
+    read_users(path)  # refuse to edit a file the chat could not read
     text = path.read_text(encoding="utf-8")
     header = []
     for line in text.splitlines():
@@ -57,7 +58,6 @@ def _read(path: Path) -> tuple[str, list[dict]]:
             header.append(line)
         else:
             break
-    load_users(path)  # refuse to edit a file the chat could not read
     raw = yaml.safe_load(text) or {}
     return "\n".join(header).rstrip(), list(raw.get("users") or [])
 
@@ -75,7 +75,7 @@ def _write(path: Path, header: str, entries: list[dict]) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         try:
-            load_users(Path(tmp))
+            read_users(Path(tmp))
         except UsersFileError as exc:
             raise AccountError(str(exc).replace(tmp, str(path))) from exc
         os.replace(tmp, path)
@@ -111,7 +111,7 @@ def add_user(path: Path, user_id: str, *, name: str, services: Iterable[str], ro
     entries.append({"id": user_id, "name": name.strip(), "services": services, "roles": roles,
                     "password_hash": hash_password(password)})
     _write(path, header, entries)
-    return load_users(path)[user_id]
+    return read_users(path)[user_id]
 
 
 def set_password(path: Path, user_id: str, password: str) -> None:
@@ -133,7 +133,7 @@ def set_password(path: Path, user_id: str, password: str) -> None:
 def list_users(path: Path) -> list[dict]:
     """Users without their hashes: id, name, services, roles, whether a password is set."""
     try:
-        users = load_users(Path(path))
+        users = read_users(Path(path))
     except UsersFileError as exc:
         raise AccountError(str(exc)) from exc
     return [

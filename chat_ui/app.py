@@ -13,9 +13,11 @@ from typing import Dict, Optional
 import chainlit as cl
 
 from chat_ui import conversation, upload_dialogs
-from chat_ui.auth import OIDC, PASSWORD, check_password, map_claims, oidc_display_name, session_metadata
+from chat_ui.auth import OIDC, PASSWORD, check_password_async, map_claims, oidc_display_name, session_metadata
 from chat_ui.backend import get_backend
 from chat_ui.datalayer import database_url, make_data_layer
+from chat_ui.memory import release_memory
+from chat_ui.sessions import new_session_claims
 from rag.access import User
 
 backend = get_backend()
@@ -31,10 +33,11 @@ if backend.password_login:
 
     @cl.password_auth_callback
     async def password_login(username: str, password: str) -> Optional[cl.User]:
-        user = await asyncio.to_thread(check_password, backend.directory.users(), username, password)
+        user = await check_password_async(backend.directory.users(), username, password)  # own threads
         if user is None:
             return None
-        return cl.User(identifier=user.id, display_name=user.name, metadata=session_metadata(user, PASSWORD))
+        metadata = {**session_metadata(user, PASSWORD), **new_session_claims()}  # session id and login time
+        return cl.User(identifier=user.id, display_name=user.name, metadata=metadata)
 
 else:
 
@@ -46,7 +49,8 @@ else:
         services, roles = map_claims(raw_user_data, settings.chat.oidc)
         name = oidc_display_name(raw_user_data, default_user.identifier)
         user = User(id=default_user.identifier, name=name, services=services, roles=roles)
-        return cl.User(identifier=user.id, display_name=name, metadata=session_metadata(user, OIDC))
+        metadata = {**session_metadata(user, OIDC), **new_session_claims()}  # session id and login time
+        return cl.User(identifier=user.id, display_name=name, metadata=metadata)
 
 
 @cl.on_app_startup
@@ -62,6 +66,12 @@ async def shutdown() -> None:
 @cl.on_chat_start
 async def chat_start() -> None:
     await conversation.start()
+
+
+@cl.on_chat_end
+async def chat_end() -> None:
+    # The conversation is over: its memory goes back to the system (chat_ui/memory.py), off the event loop.
+    await asyncio.get_running_loop().run_in_executor(None, release_memory)
 
 
 @cl.on_chat_resume

@@ -2,7 +2,9 @@
 
 Each upload, replacement and withdrawal — accepted or refused — says who, when, what and for which services:
 ``{"ts", "action", "outcome", "user", "user_name", "doc_id", "title", "doc_type", "services", "file", "size",
-"sha256", "detail"}``. The file lives under the data directory (``audit/documents.jsonl``).
+"sha256", "detail"}``. The file lives under the data directory (``audit/documents.jsonl``), readable by the
+chat's account only (600). ``outcome`` is ``ok``, ``refused``, ``failed``, ``unchanged`` or ``interrupted`` (an
+upload the chat was stopped in the middle of, settled at the next start).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 ACTIONS = ("upload", "replace", "withdraw")
+OUTCOMES = ("ok", "refused", "failed", "unchanged", "interrupted")
 
 
 class AuditLog:
@@ -26,7 +29,9 @@ class AuditLog:
               title: str = "", doc_type: str = "", services: Iterable[str] = (), file: str = "", size: int | None = None,
               sha256: str = "", detail: str = "") -> dict[str, Any]:
         if action not in ACTIONS:
-            raise ValueError(f"action d'audit inconnue : {action}")
+            raise ValueError(f"action d'audit inconnue : « {action} »")
+        if outcome not in OUTCOMES:
+            raise ValueError(f"issue d'audit inconnue : « {outcome} »")
         entry = {
             "ts": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "action": action,
@@ -45,7 +50,7 @@ class AuditLog:
         line = json.dumps(entry, ensure_ascii=False) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, line.encode("utf-8"))
                 os.fsync(fd)

@@ -10,8 +10,10 @@ No Chainlit import here: the Chainlit hooks (``app.py``) turn these values into 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -26,6 +28,11 @@ PASSWORD = "password"
 OIDC = "oidc"
 
 _hasher = PasswordHasher()  # argon2id with argon2-cffi's defaults, as in corpora/users.yaml
+# Password checks run in threads of their own: in the event loop's default pool they would queue behind the answers
+# being streamed (each holds a thread for its whole length), and a login could wait a minute on a busy morning.
+# Two at a time: argon2 takes 64 MiB and a few dozen milliseconds per check, outside the GIL.
+LOGIN_THREADS = 2
+_login_pool = ThreadPoolExecutor(max_workers=LOGIN_THREADS, thread_name_prefix="collectivia-login")
 _dummy_hash: str | None = None
 _dummy_lock = threading.Lock()
 
@@ -43,6 +50,17 @@ def _dummy() -> str:
         return _dummy_hash
 
 
+def read_users(path: Path) -> dict[str, User]:
+    """``rag.access.load_users``, with a French refusal (``UsersFileError``) for a file that is not UTF-8."""
+    try:
+        return load_users(path)
+    except UnicodeDecodeError as exc:
+        raise UsersFileError(
+            f"{path} : fichier des utilisateurs illisible : il doit être enregistré en UTF-8 (octet "
+            f"{exc.object[exc.start:exc.start + 1]!r} à la position {exc.start} ; réenregistrez-le en UTF-8)"
+        ) from exc
+
+
 def check_password(users: Mapping[str, User], user_id: str, password: str) -> User | None:
     """The user when ``password`` matches their argon2 hash; None otherwise (unknown user, no hash, wrong password)."""
     user = users.get((user_id or "").strip())
@@ -54,6 +72,11 @@ def check_password(users: Mapping[str, User], user_id: str, password: str) -> Us
     if ok and user is not None and user.password_hash:
         return user
     return None
+
+
+async def check_password_async(users: Mapping[str, User], user_id: str, password: str) -> User | None:
+    """``check_password`` from the event loop, in the login threads (never behind the answers' threads)."""
+    return await asyncio.get_running_loop().run_in_executor(_login_pool, check_password, users, user_id, password)
 
 
 class UserDirectory:
@@ -76,7 +99,7 @@ class UserDirectory:
                 self._stamp, self._users = None, {}
             elif stamp != self._stamp:
                 try:
-                    self._users = load_users(self.path)
+                    self._users = read_users(self.path)
                 except UsersFileError:
                     self._users = {}  # an invalid file logs nobody in rather than keeping stale rights
                 self._stamp = stamp

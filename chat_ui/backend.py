@@ -60,6 +60,7 @@ class Backend:
             self.store = build_store(self.settings, self.embedder)
             self.assistant = build_assistant(self.settings, self.embedder, self.store)
             self.ingestor = build_ingestor(self.settings, self.embedder, self.store)
+            self._settle_uploads()
             self.embedder.embed_query("échauffement")  # first call allocates; not on an agent's time
         except BaseException as exc:  # reported to every request instead of killing the server
             logger.error("chargement de l'index ou des modèles impossible : %s", exc)
@@ -98,14 +99,28 @@ class Backend:
     def document_payload(self, doc_id: str) -> dict[str, Any] | None:
         """The metadata of a live document (its first chunk's payload), or None."""
         self.wait_ready(timeout=120)
-        hits = self.store.fetch(
-            filter=models.Filter(must=[
-                models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id)),
-                models.FieldCondition(key="chunk_index", match=models.MatchValue(value=0)),
-            ]),
-            limit=1,
-        )
-        return dict(hits[0].payload) if hits else None
+        return payload_of(self.store, doc_id)
+
+    def _settle_uploads(self) -> None:
+        """Uploads a crash interrupted: set aside and audited before anyone can upload again."""
+        from chat_ui.uploads import DocumentManager
+
+        try:
+            DocumentManager(self).settle_interrupted()
+        except Exception as exc:  # never keeps the chat from starting; said in the log
+            logger.error("dépôts interrompus non traités (%s : %s)", type(exc).__name__, exc)
+
+
+def payload_of(store, doc_id: str) -> dict[str, Any] | None:
+    """The first chunk's payload of a document in ``store``, or None."""
+    hits = store.fetch(
+        filter=models.Filter(must=[
+            models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id)),
+            models.FieldCondition(key="chunk_index", match=models.MatchValue(value=0)),
+        ]),
+        limit=1,
+    )
+    return dict(hits[0].payload) if hits else None
 
 
 _backend: Backend | None = None

@@ -16,8 +16,9 @@ from chainlit.input_widget import MultiSelect, Switch
 
 from chat_ui.backend import BackendError, get_backend
 from chat_ui.render import FEEDBACK_ELEMENT, SOURCE_ELEMENT, feedback_props, render_answer
+from chat_ui.safe_markdown import safe_token
 from chat_ui.scope import DOC_TYPES, REPEALED, SERVICES, doc_type_choices, scope_from_values, service_choices
-from chat_ui.texts import FEEDBACK_TAGS, welcome_markdown
+from chat_ui.texts import FEEDBACK_TAGS, question_too_long, welcome_markdown
 from rag.access import AccessError, User
 
 logger = logging.getLogger(__name__)
@@ -130,6 +131,10 @@ async def reply(message: cl.Message) -> None:
     if not question:
         return
     backend = get_backend()
+    limit = backend.settings.chat.max_question_chars
+    if len(question) > limit:
+        await cl.Message(content=question_too_long(len(question), limit)).send()
+        return
     scope, problem = scope_from_values(user, cl.user_session.get("scope_values") or {})
     if problem:
         await cl.Message(content=f"_{problem}_").send()
@@ -143,7 +148,7 @@ async def reply(message: cl.Message) -> None:
     final = await _stream(backend, question, user, history, scope, answer_msg)
     if final is None:
         return
-    rendered = render_answer(final, scoped=scope is not None)
+    rendered = render_answer(final, scoped=scope is not None, allowed_hosts=backend.settings.chat.allowed_link_hosts)
     answer_msg.content = rendered.text
     answer_msg.metadata = {"collectivia": {
         "question": question,
@@ -191,7 +196,7 @@ async def _stream(backend, question: str, user: User, history, scope, answer_msg
         if isinstance(item, BaseException):
             error = item
         elif item.kind == "token":
-            await answer_msg.stream_token(item.token)
+            await answer_msg.stream_token(safe_token(item.token))
         elif item.kind == "answer":
             final = item.answer
     await worker

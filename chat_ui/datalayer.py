@@ -5,7 +5,11 @@ What this layer adds to Chainlit's:
 - the schema (Chainlit's documented one, translated for SQLite), created or completed at start-up;
 - JSON values read back as objects, and lists/dicts written as JSON on SQLite;
 - the source and feedback cards (custom elements) kept without any blob storage, in the ``props`` column;
-- ownership checks: an element, a feedback or a deletion only ever touches a thread of the user acting.
+- ownership checks: a step, an element, a feedback or a deletion only ever touches a thread of the user acting,
+  and a step is never moved from one thread to another;
+- writes that survive concurrency and tell the agent when one is lost (``history_writes.py``).
+
+The database itself — URL, schema, integrity check — is ``history_db.py``.
 """
 
 from __future__ import annotations
@@ -15,11 +19,16 @@ import json
 import logging
 import uuid
 from contextvars import ContextVar
-from pathlib import Path
 from typing import Any, Sequence
 
-from sqlalchemy import inspect, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from chat_ui.history_db import (  # noqa: F401  (the names the chat imports from here)
+    HistoryDatabaseError, database_url, engine_options, ensure_schema, is_sqlite, schema_statements,
+)
+from chat_ui import history_writes
+from chat_ui.history_writes import WriteFailure, WriteQueue, tell_agent
 
 logger = logging.getLogger(__name__)
 
@@ -27,157 +36,6 @@ FEEDBACK_NAMESPACE = uuid.UUID("0b8a4c1e-6f0e-4f55-9a53-61c0c7a1a9f1")
 
 # Who is making the current HTTP request (set by ``guard.py``); websocket events use Chainlit's session instead.
 request_identifier: ContextVar[str | None] = ContextVar("collectivia_request_identifier", default=None)
-
-# (column, PostgreSQL type, SQLite type); the order is Chainlit's documented schema.
-_TABLES: dict[str, list[tuple[str, str, str]]] = {
-    "users": [
-        ("id", "UUID PRIMARY KEY", "TEXT PRIMARY KEY"),
-        ("identifier", "TEXT NOT NULL UNIQUE", "TEXT NOT NULL UNIQUE"),
-        ("metadata", "JSONB NOT NULL", "TEXT NOT NULL"),
-        ("createdAt", "TEXT", "TEXT"),
-    ],
-    "threads": [
-        ("id", "UUID PRIMARY KEY", "TEXT PRIMARY KEY"),
-        ("createdAt", "TEXT", "TEXT"),
-        ("name", "TEXT", "TEXT"),
-        ("userId", "UUID", "TEXT"),
-        ("userIdentifier", "TEXT", "TEXT"),
-        ("tags", "TEXT[]", "TEXT"),
-        ("metadata", "JSONB", "TEXT"),
-    ],
-    "steps": [
-        ("id", "UUID PRIMARY KEY", "TEXT PRIMARY KEY"),
-        ("name", "TEXT NOT NULL", "TEXT NOT NULL"),
-        ("type", "TEXT NOT NULL", "TEXT NOT NULL"),
-        ("threadId", "UUID NOT NULL", "TEXT NOT NULL"),
-        ("parentId", "UUID", "TEXT"),
-        ("streaming", "BOOLEAN NOT NULL", "BOOLEAN NOT NULL"),
-        ("waitForAnswer", "BOOLEAN", "BOOLEAN"),
-        ("isError", "BOOLEAN", "BOOLEAN"),
-        ("metadata", "JSONB", "TEXT"),
-        ("tags", "TEXT[]", "TEXT"),
-        ("input", "TEXT", "TEXT"),
-        ("output", "TEXT", "TEXT"),
-        ("createdAt", "TEXT", "TEXT"),
-        ("command", "TEXT", "TEXT"),
-        ("modes", "JSONB", "TEXT"),
-        ("start", "TEXT", "TEXT"),
-        ("end", "TEXT", "TEXT"),
-        ("generation", "JSONB", "TEXT"),
-        ("showInput", "TEXT", "TEXT"),
-        ("language", "TEXT", "TEXT"),
-        ("indent", "INT", "INTEGER"),
-        ("defaultOpen", "BOOLEAN", "BOOLEAN"),
-        ("autoCollapse", "BOOLEAN", "BOOLEAN"),
-    ],
-    "elements": [
-        ("id", "UUID PRIMARY KEY", "TEXT PRIMARY KEY"),
-        ("threadId", "UUID", "TEXT"),
-        ("type", "TEXT", "TEXT"),
-        ("url", "TEXT", "TEXT"),
-        ("chainlitKey", "TEXT", "TEXT"),
-        ("name", "TEXT NOT NULL", "TEXT NOT NULL"),
-        ("display", "TEXT", "TEXT"),
-        ("objectKey", "TEXT", "TEXT"),
-        ("size", "TEXT", "TEXT"),
-        ("page", "INT", "INTEGER"),
-        ("language", "TEXT", "TEXT"),
-        ("forId", "UUID", "TEXT"),
-        ("mime", "TEXT", "TEXT"),
-        ("props", "JSONB", "TEXT"),
-        ("autoPlay", "BOOLEAN", "BOOLEAN"),
-        ("playerConfig", "JSONB", "TEXT"),
-    ],
-    "feedbacks": [
-        ("id", "UUID PRIMARY KEY", "TEXT PRIMARY KEY"),
-        ("forId", "UUID NOT NULL", "TEXT NOT NULL"),
-        ("threadId", "UUID NOT NULL", "TEXT NOT NULL"),
-        ("value", "INT NOT NULL", "INTEGER NOT NULL"),
-        ("comment", "TEXT", "TEXT"),
-    ],
-    # Collectivia's own: one row per (answer, agent), with the tags Chainlit's feedback has no room for.
-    "collectivia_feedback": [
-        ("id", "TEXT PRIMARY KEY", "TEXT PRIMARY KEY"),
-        ("stepId", "TEXT NOT NULL", "TEXT NOT NULL"),
-        ("threadId", "TEXT", "TEXT"),
-        ("userIdentifier", "TEXT NOT NULL", "TEXT NOT NULL"),
-        ("value", "INT NOT NULL", "INTEGER NOT NULL"),
-        ("tags", "TEXT NOT NULL", "TEXT NOT NULL"),
-        ("comment", "TEXT", "TEXT"),
-        ("question", "TEXT", "TEXT"),
-        ("docIds", "TEXT", "TEXT"),
-        ("createdAt", "TEXT NOT NULL", "TEXT NOT NULL"),
-    ],
-}
-
-_FOREIGN_KEYS = {
-    "threads": ['FOREIGN KEY ("userId") REFERENCES users("id") ON DELETE CASCADE'],
-    "steps": ['FOREIGN KEY ("threadId") REFERENCES threads("id") ON DELETE CASCADE'],
-    "elements": ['FOREIGN KEY ("threadId") REFERENCES threads("id") ON DELETE CASCADE'],
-    "feedbacks": ['FOREIGN KEY ("threadId") REFERENCES threads("id") ON DELETE CASCADE'],
-}
-
-
-def database_url(configured: str | None, data_dir: Path) -> str:
-    """The async SQLAlchemy URL of the history database: SQLite under the data directory unless one is configured."""
-    if not configured:
-        return f"sqlite+aiosqlite:///{(Path(data_dir) / 'chat.db').resolve()}"
-    url = configured.strip()
-    for plain, driver in (("postgresql://", "postgresql+asyncpg://"), ("postgres://", "postgresql+asyncpg://"),
-                          ("sqlite://", "sqlite+aiosqlite://")):
-        if url.startswith(plain):
-            return driver + url[len(plain):]
-    return url
-
-
-def is_sqlite(url: str) -> bool:
-    return url.startswith("sqlite")
-
-
-def schema_statements(sqlite: bool) -> list[str]:
-    """CREATE TABLE IF NOT EXISTS statements of every table, in dependency order."""
-    out = []
-    for table, columns in _TABLES.items():
-        cols = [f'"{name}" {lite if sqlite else pg}' for name, pg, lite in columns]
-        cols += _FOREIGN_KEYS.get(table, [])
-        if table == "collectivia_feedback":
-            cols.append('UNIQUE ("stepId", "userIdentifier")')
-        out.append(f"CREATE TABLE IF NOT EXISTS {table} (\n    " + ",\n    ".join(cols) + "\n)")
-    out.append('CREATE INDEX IF NOT EXISTS threads_user_idx ON threads ("userId")')
-    out.append('CREATE INDEX IF NOT EXISTS steps_thread_idx ON steps ("threadId")')
-    out.append('CREATE INDEX IF NOT EXISTS elements_thread_idx ON elements ("threadId")')
-    out.append('CREATE INDEX IF NOT EXISTS feedbacks_for_idx ON feedbacks ("forId")')
-    return out
-
-
-async def ensure_schema(url: str) -> None:
-    """Create the tables, and add the columns a newer Chainlit needs to tables created by an older one."""
-    sqlite = is_sqlite(url)
-    if sqlite:
-        path = url.split(":///", 1)[1]
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            if sqlite:
-                await conn.execute(text("PRAGMA journal_mode=WAL"))
-            for statement in schema_statements(sqlite):
-                await conn.execute(text(statement))
-            existing = await conn.run_sync(
-                lambda sync: {t: {c["name"] for c in inspect(sync).get_columns(t)} for t in _TABLES}
-            )
-            for table, columns in _TABLES.items():
-                for name, pg, lite in columns:
-                    if name not in existing[table]:
-                        kind = (lite if sqlite else pg).replace(" NOT NULL", "").replace(" PRIMARY KEY", "")
-                        await conn.execute(text(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind}'))
-    finally:
-        await engine.dispose()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The data layer
-# --------------------------------------------------------------------------------------------------------------
 
 _JSON_KEYS = {"metadata", "tags", "generation", "modes", "props", "playerConfig", "thread_metadata", "thread_tags",
               "step_metadata", "step_tags", "step_generation"}
@@ -230,10 +88,12 @@ def make_data_layer(url: str):
             level = quiet.level
             quiet.setLevel(logging.ERROR)  # its warning about blob storage does not apply: cards live in `props`
             try:
-                super().__init__(conninfo=conninfo, storage_provider=None)
+                super().__init__(conninfo=conninfo, storage_provider=None,
+                                 connect_args=engine_options(conninfo).get("connect_args"))
             finally:
                 quiet.setLevel(level)
             self.sqlite = is_sqlite(conninfo)
+            self.writes = WriteQueue(serialize=self.sqlite)
 
         # -- values ------------------------------------------------------------------------------------------
         def _bind(self, value: Any) -> Any:
@@ -244,7 +104,27 @@ def make_data_layer(url: str):
             return value
 
         async def execute_sql(self, query: str, parameters: dict):
-            return await super().execute_sql(query, {k: self._bind(v) for k, v in (parameters or {}).items()})
+            """Chainlit's, without swallowing errors silently: passing ones are retried, and a write finally lost
+            is said to the agent. Returns the rows, the row count, or None after a failure (Chainlit's contract)."""
+            params = {k: self._bind(v) for k, v in (parameters or {}).items()}
+
+            async def statement():
+                async with self.async_session() as session:
+                    async with session.begin():
+                        result = await session.execute(text(query), params)
+                        rows = [dict(row._mapping) for row in result.fetchall()] if result.returns_rows else None
+                return self.clean_result(rows) if rows is not None else result.rowcount
+
+            try:
+                return await self.writes.run(query, statement)
+            except SQLAlchemyError as exc:
+                failure = WriteFailure(query, f"{type(exc).__name__} : {str(exc).splitlines()[0][:200]}",
+                                       history_writes.ATTEMPTS)
+                if history_writes.is_write(query):
+                    await tell_agent(failure)
+                else:
+                    logger.error("historique : lecture impossible (%s)", failure.error)
+                return None
 
         async def get_all_user_threads(self, user_id=None, thread_id=None):
             threads = await super().get_all_user_threads(user_id=user_id, thread_id=thread_id)
@@ -276,6 +156,32 @@ def make_data_layer(url: str):
             if owner is None:
                 return thread_id == _session_thread_id()  # the new thread of the session itself
             return owner == who
+
+        # -- steps: never written into, nor moved out of, another user's thread ----------------------------------
+        async def _may_write_step(self, step_id: str | None, thread_id: str | None) -> bool:
+            current = await self.step_thread(step_id) if step_id else None
+            if current is not None and str(current) != str(thread_id):
+                return False  # a step stays in its thread: an id sent again from another thread is refused
+            who = acting_identifier()
+            owner = await self.thread_owner(thread_id)
+            return owner is None or who is None or owner == who
+
+        @queue_until_user_message()
+        async def create_step(self, step_dict) -> None:
+            step_id, thread_id = step_dict.get("id"), step_dict.get("threadId")
+            if not await self._may_write_step(step_id, thread_id):
+                logger.warning("étape %s refusée : elle appartient à un autre fil que %s, ou le fil %s à un autre "
+                               "utilisateur", step_id, thread_id, thread_id)
+                return
+            await super().create_step(step_dict)
+
+        @queue_until_user_message()
+        async def delete_step(self, step_id: str) -> None:
+            thread_id = await self.step_thread(step_id)
+            if thread_id is not None and not await self._may_write_step(step_id, thread_id):
+                logger.warning("suppression de l'étape %s refusée : fil %s d'un autre utilisateur", step_id, thread_id)
+                return
+            await super().delete_step(step_id)
 
         # -- elements: the cards, kept in `props` --------------------------------------------------------------
         @queue_until_user_message()

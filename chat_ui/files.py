@@ -33,8 +33,11 @@ _TYPES = {
     ".docx": ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "attachment"),
     ".odt": ("application/vnd.oasis.opendocument.text", "attachment"),
 }
-# HTML and text open in a sandbox: no script, no form, no request anywhere; PDF goes to the browser's viewer.
+# HTML and text open in a sandbox: no script, no form, no request anywhere; PDF goes to the browser's viewer, as a
+# copy cleaned of JavaScript and active content (``pdf_safety.py``), with a policy that lets only the viewer load it.
 _SANDBOX = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+_PDF_POLICY = "default-src 'none'; object-src 'self'; frame-ancestors 'self'"
+SAFE_PDF_FOLDER = "pdf-safe"
 
 
 def _wants_html(request: Request) -> bool:
@@ -62,8 +65,7 @@ def file_headers(path: Path) -> tuple[str, dict[str, str]]:
         "cache-control": "private, no-store",
         "referrer-policy": "no-referrer",
     }
-    if not media.startswith("application/pdf"):
-        headers["content-security-policy"] = _SANDBOX
+    headers["content-security-policy"] = _PDF_POLICY if media.startswith("application/pdf") else _SANDBOX
     return media, headers
 
 
@@ -94,6 +96,13 @@ async def open_document(doc_id: str, request: Request) -> Response:
     if not source or not path.is_file():
         return not_found(request)
     media, headers = file_headers(path)
+    if media == "application/pdf":
+        from chat_ui.pdf_safety import PdfSafetyError, safe_copy
+
+        try:
+            path = await run_in_threadpool(safe_copy, path, Path(get_backend().settings.data_dir) / SAFE_PDF_FOLDER)
+        except (PdfSafetyError, OSError):
+            return not_found(request)  # a PDF that cannot be cleaned is not served
     return FileResponse(path, media_type=media, headers=headers)
 
 

@@ -5,13 +5,19 @@ styles and translations, the login and OpenID Connect routes, the health check).
 websocket, the documents, the history — answers 401 (or, for a page opened in the browser, sends to the login
 page). The middleware also records who makes each request, for the data layer's ownership checks, and refuses file
 uploads to anyone who is not a document manager, whatever the interface shows.
+
+With a session registry (``sessions.py``), a token whose session was ended at logout, or is older than the
+session lifetime, counts as no session, and ``POST /auth/jwt`` only renews a valid session given as bearer. With a
+login throttle, failed logins are counted and, past the limit, refused with a French message (429). Chainlit's
+routes that would share or read a conversation across users (thread sharing), and those of features that are off
+(MCP, header login), answer 404 whatever the session.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Awaitable, Callable
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from chat_ui.datalayer import request_identifier
 
@@ -29,6 +35,16 @@ PUBLIC_PREFIXES = {
 }
 
 
+# Off in Collectivia, whatever the session: thread sharing (it would open a conversation to any agent), MCP, header login.
+DISABLED_EXACT = {("PUT", "/project/thread/share"), ("POST", "/mcp"), ("DELETE", "/mcp"), ("POST", "/auth/header")}
+DISABLED_PREFIXES = ("/project/share/",)
+LOGIN_BODY_LIMIT = 16 * 1024
+
+
+def is_disabled(method: str, path: str) -> bool:
+    return (method, path) in DISABLED_EXACT or path.startswith(DISABLED_PREFIXES)
+
+
 def is_public(method: str, path: str) -> bool:
     """Whether a request may be served without a session (what the login page and the login itself need)."""
     method = "GET" if method == "HEAD" and path != "/" else method
@@ -39,13 +55,13 @@ def is_public(method: str, path: str) -> bool:
     return path.startswith(PUBLIC_PREFIXES.get(method, ()))
 
 
-def _token(scope: Scope) -> str | None:
+def _token(scope: Scope, bearer_only: bool = False) -> str | None:
     from starlette.requests import HTTPConnection
 
     from chainlit.auth.cookie import get_token_from_cookies
 
     conn = HTTPConnection(scope)
-    token = get_token_from_cookies(conn.cookies)
+    token = None if bearer_only else get_token_from_cookies(conn.cookies)
     if not token:
         authorization = conn.headers.get("authorization", "")
         scheme, _, value = authorization.partition(" ")
@@ -54,9 +70,9 @@ def _token(scope: Scope) -> str | None:
     return token
 
 
-def session_user(scope: Scope):
+def session_user(scope: Scope, bearer_only: bool = False):
     """The Chainlit user of the request's session token (cookie or bearer), or None if absent or invalid."""
-    token = _token(scope)
+    token = _token(scope, bearer_only)
     if not token:
         return None
     try:
@@ -78,16 +94,33 @@ async def _respond(send: Send, status: int, body: dict | None = None, headers: d
 class LoginRequired:
     """ASGI middleware: deny by default, for HTTP and websocket alike."""
 
-    def __init__(self, app, *, may_upload: Callable[[object], bool]) -> None:
+    def __init__(self, app, *, may_upload: Callable[[object], bool], sessions=None, throttle=None) -> None:
         self.app = app
         self.may_upload = may_upload
+        self.sessions = sessions  # sessions.SessionRegistry, or None: any validly signed token is a session
+        self.throttle = throttle  # sessions.LoginThrottle, or None: no throttling
+
+    def user(self, scope: Scope, bearer_only: bool = False):
+        """The Chainlit user of a request whose session is valid, or None."""
+        user = session_user(scope, bearer_only)
+        if user is not None and self.sessions is not None and self.sessions.problem(user.metadata):
+            return None
+        return user
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
         method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
-        user = session_user(scope)
+        if scope["type"] == "http" and is_disabled(method, path):
+            return await _respond(send, 404, {"detail": "Fonction désactivée dans Collectivia."})
+        # A renewal renews the token it is given (bearer), never the one of the cookie.
+        user = self.user(scope, bearer_only=scope["type"] == "http" and path == "/auth/jwt")
+        if scope["type"] == "http" and method == "POST" and path == "/logout" and user is not None:
+            if self.sessions is not None:
+                self.sessions.revoke(user.metadata)
+        if scope["type"] == "http" and method == "POST" and path == "/login" and self.throttle is not None:
+            return await self._login(scope, receive, send)
         if user is None:
             if scope["type"] == "http" and is_public(method, path):
                 return await self.app(scope, receive, send)
@@ -108,3 +141,49 @@ class LoginRequired:
             await self.app(scope, receive, send)
         finally:
             request_identifier.reset(reset)
+
+    async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A password login, counted: refused while its account or address has failed too often."""
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > LOGIN_BODY_LIMIT:
+                return await _respond(send, 413, {"detail": "Requête de connexion trop volumineuse."})
+        try:
+            form = parse_qs(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            form = {}
+        account = (form.get("username") or [""])[0]
+        address = (scope.get("client") or ("?", 0))[0]
+        wait = self.throttle.retry_after(account, address)
+        if wait > 0:
+            from chat_ui.sessions import throttled_message
+
+            return await _respond(send, 429, {"detail": throttled_message(wait)},
+                                  {"retry-after": str(int(wait) + 1)})
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        status = 0
+
+        async def watch(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, replay, watch)
+        if status == 200:
+            self.throttle.succeeded(account)
+        elif status in (401, 403):
+            self.throttle.failed(account, address)

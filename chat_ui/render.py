@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 from urllib.parse import quote
 
+from chat_ui.safe_markdown import DEFAULT_ALLOWED_HOSTS, safe_markdown
 from chat_ui.texts import doc_type_label, join_fr, service_label
 from rag.assistant import Answer
 from rag.citations import Citation
@@ -59,7 +60,7 @@ def _card(n: int, *, doc_id: str, title: str, doc_type: str, services: Sequence[
         "page": page,
         "section": section or "",
         "passage": _trim(passage),
-        "url": url,
+        "url": url if url.startswith(("/documents/", "https://", "http://")) else "",
         "link_label": _link_label(doc_type, page),
         "supported": supported,
         "warning": "" if supported else
@@ -83,9 +84,11 @@ def chunk_card(n: int, chunk: ScoredChunk) -> dict:
     )
 
 
-def render_answer(answer: Answer, *, scoped: bool = False) -> RenderedAnswer:
-    """The final message of an answer and its source cards."""
-    parts = [answer.text.strip()]
+def render_answer(answer: Answer, *, scoped: bool = False,
+                  allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS) -> RenderedAnswer:
+    """The final message of an answer and its source cards. The answer's text comes from documents or the model:
+    it goes into the Markdown through ``safe_markdown`` (no image, no link outside the allowed sites)."""
+    parts = [_with_span(answer.text.strip(), answer.answer_span, allowed_hosts)]
     if answer.refused:
         hint = ("Reformulez votre question avec d'autres mots, ou élargissez le périmètre de recherche (réglages "
                 "sous la zone de saisie) : il est restreint pour cette conversation."
@@ -109,7 +112,10 @@ def render_answer(answer: Answer, *, scoped: bool = False) -> RenderedAnswer:
             f"> ⚠ Vérifiez {'la citation' if len(unsupported) == 1 else 'les citations'} {which} : le passage cité "
             "ne reprend pas clairement la phrase qui s'y réfère."
         )
-    if cards and answer.extractive:
+    if answer.outcome == "uncertain":
+        parts.append("_Ces passages sont les plus proches de votre question mais ne semblent pas y répondre "
+                     "directement : ne les utilisez pas comme une réponse sans les lire._")
+    elif cards and answer.extractive:
         parts.append("_Extraits choisis automatiquement dans les sources ci-dessous : vérifiez-les avant de les "
                      "utiliser._")
     elif cards:
@@ -118,6 +124,17 @@ def render_answer(answer: Answer, *, scoped: bool = False) -> RenderedAnswer:
         parts.append("_Réponse assistée par IA sans source citée : ne l'utilisez pas sans vérification._")
     return RenderedAnswer(text="\n\n".join(parts), sources=cards,
                           cited_doc_ids=tuple(dict.fromkeys(c.doc_id for c in answer.citations)))
+
+
+def _with_span(text: str, span: str | None, allowed_hosts: Sequence[str]) -> str:
+    """The answer as safe Markdown, with the span that answers (an amount, a date, a name…) in bold, once, at its
+    first place after the header. The whole text is made safe first; the span is bolded only where it stands as is."""
+    safe = safe_markdown(text, allowed_hosts)
+    shown = safe_markdown(span, allowed_hosts).strip() if span else ""
+    at = safe.find(shown, safe.find("«")) if shown and "*" not in shown else -1
+    if at < 0:
+        return safe
+    return f"{safe[:at]}**{shown}**{safe[at + len(shown):]}"
 
 
 def feedback_props(message_id: str, tags: Sequence[str]) -> dict:

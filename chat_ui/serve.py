@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 from chat_ui.assets import patch_chainlit_html, prepare_app_root
-from chat_ui.datalayer import database_url, ensure_schema
+from chat_ui.datalayer import HistoryDatabaseError, database_url, ensure_schema
+from chat_ui.history_db import DAMAGED_EXIT_CODE
+from chat_ui.permissions import private_umask, tighten
 from collectivia.settings import Settings
 from ingest.offline import configure_offline
 
@@ -25,7 +27,11 @@ OIDC_VARIABLES = ("OAUTH_GENERIC_CLIENT_ID", "OAUTH_GENERIC_CLIENT_SECRET", "OAU
 
 
 class ServeError(RuntimeError):
-    """The chat cannot start; the message says why and what to do, in French."""
+    """The chat cannot start; the message says why and what to do, in French; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def auth_secret(settings: Settings, folder: Path) -> str:
@@ -84,12 +90,17 @@ def prepare(settings: Settings) -> Path:
         raise ServeError("Chainlit a été importé avant la préparation du chat : lancez le chat par « collectivia serve »")
     configure_offline()
     data_dir = Path(settings.data_dir).resolve()
+    private_umask()  # everything written from now on is the chat account's alone
     os.environ["CHAINLIT_APP_ROOT"] = str(data_dir / "chat")
     root = prepare_app_root(data_dir / "chat", public_url=os.environ.get("CHAINLIT_URL"),
                             max_upload_mb=settings.limits.max_file_mb)
     os.environ["CHAINLIT_AUTH_SECRET"] = auth_secret(settings, root)
     os.environ.setdefault("CHAINLIT_TELEMETRY", "false")
-    asyncio.run(ensure_schema(database_url(settings.chat.database_url, data_dir)))
+    try:
+        asyncio.run(ensure_schema(database_url(settings.chat.database_url, data_dir)))
+    except HistoryDatabaseError as exc:
+        raise ServeError(str(exc), code=DAMAGED_EXIT_CODE if exc.damaged else 2) from None
+    tighten(data_dir)  # what older versions, a backup or copied files left readable by others
     if "chainlit" in sys.modules:  # would have read another folder
         raise ServeError("Chainlit a été importé pendant la préparation du chat (erreur de programmation)")
     return root
@@ -110,7 +121,7 @@ def build_app(settings: Settings):
     import chat_ui.app as hooks  # registers the hooks on Chainlit's config
     from chainlit.auth import ensure_jwt_secret, require_login
     from chat_ui import files
-    from chat_ui.auth import managed_services
+    from chat_ui import edge
     from chat_ui.guard import LoginRequired
 
     config.run.module_name = hooks.__file__
@@ -120,11 +131,18 @@ def build_app(settings: Settings):
     patch_chainlit_html()
     files.install(app)
 
-    def may_upload(cl_user) -> bool:
-        user = backend.user_of(cl_user.identifier, cl_user.metadata)
-        return user is not None and bool(managed_services(user))
+    from chat_ui.uploads import DocumentManager
 
-    app.add_middleware(LoginRequired, may_upload=may_upload)
+    documents = DocumentManager(backend)
+
+    def may_upload(cl_user) -> bool:  # a refusal (403) is audited
+        return documents.allows_file_upload(cl_user.identifier, backend.user_of(cl_user.identifier, cl_user.metadata))
+
+    from chat_ui.upload_audit import UploadRefusalAudit
+
+    app.add_middleware(UploadRefusalAudit, reason=documents.check_file_name, audit=backend.audit)  # inside the guard
+    app.add_middleware(LoginRequired, may_upload=may_upload, **edge.guard_options(settings))
+    edge.install(app, settings, audit=backend.audit)
     return app
 
 

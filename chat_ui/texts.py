@@ -147,3 +147,12 @@ aucune question ni aucun document ne sort.
 - Sous chaque réponse, « Votre avis » permet de signaler une réponse utile ou fausse (hallucination, source
   manquante, obsolète…) : ces avis servent à améliorer l'outil.
 """
+
+
+def question_too_long(size: int, limit: int) -> str:
+    """The answer to a question over ``COLLECTIVIA_CHAT__MAX_QUESTION_CHARS`` characters."""
+    def n(x: int) -> str:
+        return f"{x:,}".replace(",", "\u202f")
+
+    return (f"_Question trop longue : {n(size)} caractères ({n(limit)} au plus). Posez une question plus courte ; "
+            "pour faire consulter un long texte, demandez à un gestionnaire de documents de l'ajouter._")

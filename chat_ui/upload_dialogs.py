@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import threading
 from pathlib import Path
 from typing import Callable
@@ -17,7 +16,9 @@ from typing import Callable
 import chainlit as cl
 
 from chat_ui.backend import get_backend
+from chat_ui.body_limits import dropzone_mb
 from chat_ui.conversation import current_user, manager_actions
+from chat_ui.safe_markdown import safe_markdown as md
 from chat_ui.texts import DOC_TYPE_LABELS, UPLOAD_FORMATS_LABEL, join_fr, service_label
 from chat_ui.uploads import DocumentManager, Outcome, Progress
 
@@ -49,7 +50,7 @@ def progress_markdown(title: str, progress: Progress) -> str:
     """The live checklist of an ingestion (pure)."""
     order = [key for key, _ in STEP_LABELS]
     current = order.index(progress.stage) if progress.stage in order else 0
-    lines = [f"**{title}** — {progress.elapsed:.0f} s"]
+    lines = [f"**{md(title)}** — {progress.elapsed:.0f} s"]
     for i, (key, label) in enumerate(STEP_LABELS):
         if i < current or progress.stage == "consultable":
             mark = "✓"
@@ -64,11 +65,11 @@ def progress_markdown(title: str, progress: Progress) -> str:
 
 def outcome_markdown(outcome: Outcome, *, verb: str) -> str:
     if not outcome.ok:
-        return f"✗ **{verb} refusé** — {outcome.message}\n\nRien n'a été modifié dans l'index."
+        return f"✗ **{verb} refusé** — {md(outcome.message)}\n\nRien n'a été modifié dans l'index."
     if outcome.unchanged:
-        return (f"Le fichier est identique à la version déjà indexée de « {outcome.title} » : rien n'a changé.")
+        return (f"Le fichier est identique à la version déjà indexée de « {md(outcome.title)} » : rien n'a changé.")
     services = join_fr([service_label(s) for s in outcome.services])
-    return (f"✓ **« {outcome.title} »** est consultable dès maintenant par les agents : {services} "
+    return (f"✓ **« {md(outcome.title)} »** est consultable dès maintenant par les agents : {services} "
             f"({outcome.chunks} extraits, {outcome.seconds:.0f} s).\n\nIdentifiant : `{outcome.doc_id}`. "
             "Posez une question pour le vérifier.")
 
@@ -92,14 +93,14 @@ async def _with_progress(title: str, job: Callable[[Progress], Outcome]) -> Outc
         outcome = Outcome(False, f"erreur inattendue ({type(exc).__name__}) ; signalez-la à la DSI.")
     if outcome.ok:
         progress.set("consultable")
-    message.content = progress_markdown(title, progress) if outcome.ok else f"**{title}** — interrompu"
+    message.content = progress_markdown(title, progress) if outcome.ok else f"**{md(title)}** — interrompu"
     await message.update()
     return outcome
 
 
 def _dropzone_mb() -> int:
-    limit = get_backend().settings.limits.max_file_mb
-    return max(1, min(100, math.ceil(limit)))  # Chainlit's file picker counts whole megabytes (100 at most)
+    # Chainlit's file picker counts whole megabytes (100 at most); the upload route lets as much through.
+    return dropzone_mb(get_backend().settings.limits.max_file_mb)
 
 
 async def _ask_file(text: str):
@@ -130,8 +131,9 @@ async def add_document() -> None:
     user = current_user()
     dm = manager()
     if user is None or not dm.can_upload(user):
-        await cl.Message(content="✗ L'ajout de documents est réservé aux gestionnaires de documents de leurs "
-                                 "services.").send()
+        refusal = dm.refuse(user, "upload", "L'ajout de documents est réservé aux gestionnaires de documents de leurs "
+                                            "services.")
+        await cl.Message(content=f"✗ {refusal.message}").send()
         return
     limit = get_backend().settings.limits.max_file_mb
     upload = await _ask_file(f"Déposez le document à ajouter ({UPLOAD_FORMATS_LABEL}, {limit:g} Mo au plus). "
@@ -141,9 +143,8 @@ async def add_document() -> None:
         return
     problem = await asyncio.to_thread(dm.precheck, Path(upload.path), upload.name)
     if problem:
-        get_backend().audit.write(action="upload", outcome="refused", user_id=user.id, user_name=user.name,
-                                  file=upload.name, size=upload.size, detail=problem)
-        await cl.Message(content=f"✗ **Ajout refusé** — {problem}\n\nRien n'a été modifié dans l'index.",
+        dm.refuse(user, "upload", problem, file=upload.name, size=upload.size)
+        await cl.Message(content=f"✗ **Ajout refusé** — {md(problem)}\n\nRien n'a été modifié dans l'index.",
                          actions=manager_actions()).send()
         return
     services = dm.publishable_services(user)
@@ -160,7 +161,7 @@ async def add_document() -> None:
                                element=form, timeout=ASK_TIMEOUT_S)
     answer = await ask.send()
     submitted = bool(answer and answer.get("submitted"))
-    ask.content = ("Document décrit : « " + str(answer.get("title", "")) + " »." if submitted
+    ask.content = ("Document décrit : « " + md(str(answer.get("title", ""))) + " »." if submitted
                    else "Description annulée.")
     await ask.update()
     if not submitted:
@@ -168,7 +169,8 @@ async def add_document() -> None:
         return
     title = str(answer.get("title") or "").strip()
     doc_type = str(answer.get("doc_type") or "")
-    chosen = [str(s) for s in (answer.get("services") or []) if isinstance(s, str)]
+    chosen = answer.get("services") or []
+    chosen = [chosen] if isinstance(chosen, str) else [s for s in chosen if isinstance(s, str)]  # "dsi", not d, s, i
     outcome = await _with_progress(
         f"Ajout de « {title or upload.name} »",
         lambda p: dm.add(user, Path(upload.path), upload.name, title=title, doc_type=doc_type, services=chosen,
@@ -204,10 +206,12 @@ async def _replace_flow(user, doc_id: str) -> None:
     dm = manager()
     payload = await asyncio.to_thread(get_backend().document_payload, doc_id)
     if payload is None or not dm.may_manage(user, payload.get("services") or ()):
-        await cl.Message(content="✗ Document introuvable, ou hors de vos services : remplacement refusé.").send()
+        refusal = dm.refuse(user, "replace", "Document introuvable, ou hors de vos services : remplacement refusé.",
+                            doc_id=doc_id, services=(payload or {}).get("services") or ())
+        await cl.Message(content=f"✗ {refusal.message}").send()
         return
     title = payload.get("title") or doc_id
-    upload = await _ask_file(f"Déposez la nouvelle version de « {title} » ({UPLOAD_FORMATS_LABEL}). Elle remplacera "
+    upload = await _ask_file(f"Déposez la nouvelle version de « {md(title)} » ({UPLOAD_FORMATS_LABEL}). Elle remplacera "
                              "l'actuelle dans les réponses, avec le même titre et les mêmes services.")
     if upload is None:
         await cl.Message(content="Remplacement annulé : aucun fichier reçu.").send()
@@ -219,9 +223,11 @@ async def _replace_flow(user, doc_id: str) -> None:
 
 async def replace_document(action: cl.Action) -> dict:
     user = current_user()
-    if user is None or not manager().can_upload(user):
-        return {"ok": False, "error": "Remplacement réservé aux gestionnaires de documents."}
     doc_id = str((action.payload or {}).get("doc_id") or "")
+    if user is None or not manager().can_upload(user):
+        refusal = manager().refuse(user, "replace", "Remplacement réservé aux gestionnaires de documents.",
+                                   doc_id=doc_id)
+        return {"ok": False, "error": refusal.message}
     # The dialog waits for a file: it runs on its own, and the button gets its answer at once.
     asyncio.ensure_future(_replace_flow(user, doc_id))
     return {"ok": True}
@@ -230,12 +236,13 @@ async def replace_document(action: cl.Action) -> dict:
 async def withdraw_document(action: cl.Action) -> dict:
     user = current_user()
     dm = manager()
-    if user is None or not dm.can_upload(user):
-        return {"ok": False, "error": "Retrait réservé aux gestionnaires de documents."}
     doc_id = str((action.payload or {}).get("doc_id") or "")
+    if user is None or not dm.can_upload(user):
+        refusal = dm.refuse(user, "withdraw", "Retrait réservé aux gestionnaires de documents.", doc_id=doc_id)
+        return {"ok": False, "error": refusal.message}
     outcome = await asyncio.to_thread(dm.withdraw, user, doc_id)
     if outcome.ok:
-        await cl.Message(content=f"✓ **« {outcome.title} »** (`{outcome.doc_id}`) a été retiré : il n'apparaît plus "
+        await cl.Message(content=f"✓ **« {md(outcome.title)} »** (`{outcome.doc_id}`) a été retiré : il n'apparaît plus "
                                  "dans les réponses. Le fichier est conservé dans les archives du serveur.").send()
         return {"ok": True}
     return {"ok": False, "error": outcome.message}

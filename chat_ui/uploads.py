@@ -18,24 +18,27 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
-import hashlib
 import multiprocessing
-import re
 import secrets
 import shutil
 import threading
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import yaml
 
-from ingest.documents import ALL_AGENTS, DOC_ID, SERVICE_ID, DocumentMeta, META_SUFFIX, ParsedDocument
+from chat_ui.pdf_safety import PdfSafetyError, removed_note, sanitize_pdf
+from chat_ui.upload_recovery import Settled, clear_pending, mark_pending, move_version, settle_interrupted
+from chat_ui.upload_names import (DOC_TYPES, check_metadata, folder_of, new_doc_id, safe_filename,  # noqa: F401
+                                  sha256_of, slug)
+from ingest.documents import ALL_AGENTS, DocumentMeta, META_SUFFIX, ParsedDocument
 from ingest.parse import FORMATS, ParseError, ParseOptions, check_file, parse_file, parse_worker_init
 
-DOC_TYPES = ("deliberation", "procedure", "charte", "fiche", "autre")
+
+CLEANED = "cleaned"  # key of the audit fields: what the PDF cleaning removed (written into the detail)
+UPLOAD_ROUTE_REFUSED = "Dépôt de fichier refusé (HTTP 403) : réservé aux gestionnaires de documents de leurs services."
 
 
 def _parse_in_worker(path: str, options: ParseOptions) -> ParsedDocument | str:
@@ -75,61 +78,6 @@ class Progress:
         return time.monotonic() - self.started
 
 
-def safe_filename(name: str) -> str:
-    """An ASCII file name that keeps the extension: « Note de service n°3 (2025).PDF » -> « Note-de-service-n3-2025.pdf »."""
-    name = Path(name or "document").name
-    stem, suffix = Path(name).stem, Path(name).suffix.lower()
-    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
-    ascii_stem = re.sub(r"[^A-Za-z0-9.-]+", "-", ascii_stem).strip("-._")[:100] or "document"
-    suffix = re.sub(r"[^a-z0-9.]", "", suffix)[:12]
-    return ascii_stem + suffix
-
-
-def slug(text: str, limit: int = 48) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode().lower()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")[:limit].strip("-") or "document"
-
-
-def new_doc_id(title: str, services: Sequence[str]) -> str:
-    prefix = services[0].upper() if len(services) == 1 and services[0] != ALL_AGENTS else "DOC"
-    doc_id = f"{prefix}-{slug(title)}-{secrets.token_hex(3)}"
-    assert DOC_ID.match(doc_id), doc_id
-    return doc_id
-
-
-def folder_of(doc_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", doc_id.replace("/", "__"))
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def check_metadata(title: str, doc_type: str, services: Iterable[str], allowed: Iterable[str]) -> str | None:
-    """The French reason a new document's metadata is refused, or None."""
-    title = (title or "").strip()
-    services = list(dict.fromkeys(services or ()))
-    allowed = set(allowed)
-    if not title:
-        return "Le titre est obligatoire."
-    if len(title) > 200 or "\n" in title:
-        return "Le titre doit tenir sur une ligne de 200 caractères au plus."
-    if doc_type not in DOC_TYPES:
-        return f"Type de document inconnu : « {doc_type} »."
-    if not services:
-        return "Choisissez au moins un service qui pourra consulter le document."
-    outside = [s for s in services if s not in allowed or not SERVICE_ID.match(s)]
-    if outside:
-        return ("Vous ne pouvez publier que pour vos propres services ; refusé : " + ", ".join(outside) + ".")
-    if ALL_AGENTS in services and len(services) > 1:
-        return "« Tous les agents » ne se combine pas avec d'autres services."
-    return None
-
-
 class DocumentManager:
     """Upload, replace, withdraw and list documents, for one process (one store, one ingestion at a time)."""
 
@@ -152,6 +100,20 @@ class DocumentManager:
 
     def can_upload(self, user) -> bool:
         return bool(self.managed(user)) or "admin" in user.roles
+
+    def allows_file_upload(self, identifier: str, user) -> bool:
+        """Whether the upload route may receive a file from this session (document managers only); a refusal (the
+        route answers 403) is audited."""
+        if user is not None and self.can_upload(user):
+            return True
+        self.backend.audit.write(action="upload", outcome="refused", user_id=identifier,
+                                 user_name=getattr(user, "name", ""), detail=UPLOAD_ROUTE_REFUSED)
+        return False
+
+    def refuse(self, user, action: str, message: str, **fields) -> Outcome:
+        """Audit a refusal decided before the manager is reached (a dialog, a button), and return it."""
+        return self._refused(action, message, dict(user_id=user.id if user else "",
+                                                   user_name=user.name if user else ""), **fields)
 
     def publishable_services(self, user) -> list[str]:
         """Services a new document may be given: the manager's own (and « tous » for an administrator)."""
@@ -251,11 +213,13 @@ class DocumentManager:
         progress.set("consultable", report.chunks_embedded)
         return report, None
 
-    def _place(self, staged: Path, doc_id: str, meta: DocumentMeta) -> Path:
-        """Move a checked file to its version folder, with its sidecar; returns its final path."""
+    def _place(self, staged: Path, doc_id: str, meta: DocumentMeta, action: str, audit: dict,
+               old_source: str = "") -> Path:
+        """Move a checked file to its version folder, with its sidecar and the marker of an upload in progress
+        (settled at the next start if the chat dies before the outcome is known); returns its final path."""
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
         version_dir = self.root / folder_of(doc_id) / stamp
-        version_dir.mkdir(parents=True, exist_ok=True)
+        mark_pending(version_dir, action, {**audit, "doc_id": doc_id}, old_source)
         final = version_dir / staged.name
         shutil.move(str(staged), final)
         shutil.rmtree(staged.parent, ignore_errors=True)
@@ -271,18 +235,30 @@ class DocumentManager:
             path.resolve().relative_to(self.root.resolve())
         except ValueError:
             return
-        version_dir = path.parent
-        target = self.root / kind / version_dir.parent.name / version_dir.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(version_dir), target)
-        try:
-            version_dir.parent.rmdir()
-        except OSError:
-            pass
+        move_version(self.root, path.parent, kind)
+
+    def settle_interrupted(self) -> list[Settled]:
+        """At start-up, once the index is open: set aside and audit the uploads a crash left half-done."""
+        from chat_ui.backend import payload_of
+
+        def live_source(doc_id: str) -> str | None:
+            payload = payload_of(self.backend.store, doc_id)  # the index is open, maybe not yet declared ready
+            return str(payload.get("source") or "") or None if payload else None
+
+        with self._ingest_lock:
+            return settle_interrupted(self.root, self.backend.audit, live_source,
+                                      lambda path: self._archive(path, "_archives"))
+
+    def _write(self, action: str, outcome: str, detail: str, audit: dict, **extra) -> None:
+        """One line of the audit log; what the PDF cleaning removed (``audit["cleaned"]``) joins the detail."""
+        fields = dict(audit, **extra)
+        note = fields.pop(CLEANED, "")
+        self.backend.audit.write(action=action, outcome=outcome, detail="; ".join(d for d in (detail, note) if d),
+                                 **fields)
 
     def _refused(self, action: str, message: str, audit: dict, **extra) -> Outcome:
         """Write the refusal to the audit log and return it."""
-        self.backend.audit.write(action=action, outcome="refused", detail=message, **audit, **extra)
+        self._write(action, "refused", message, audit, **extra)
         return Outcome(False, message)
 
     def _stage_checked(self, upload: Path, name: str, action: str, audit: dict,
@@ -296,12 +272,21 @@ class DocumentManager:
             shutil.rmtree(staged.parent, ignore_errors=True)
             message = self._clean_error(str(exc), staged, name)
             return None, self._refused(action, message, audit)
+        if staged.suffix.lower() == ".pdf":  # the original kept and served has nothing left that could run
+            cleaned = staged.with_name(staged.stem + ".nettoye.pdf")
+            try:
+                audit[CLEANED] = removed_note(sanitize_pdf(staged, cleaned, name=name))
+                cleaned.replace(staged)
+            except PdfSafetyError as exc:
+                shutil.rmtree(staged.parent, ignore_errors=True)
+                return None, self._refused(action, str(exc), audit)
         progress.set("vérifié")
         return staged, None
 
-    def _place_and_index(self, staged: Path, doc_id: str, meta, name: str, progress: Progress):
+    def _place_and_index(self, staged: Path, doc_id: str, meta, name: str, progress: Progress, action: str,
+                         audit: dict, old_source: str = ""):
         """Move the checked file to its version folder and index it (under the ingestion lock)."""
-        final = self._place(staged, doc_id, meta)
+        final = self._place(staged, doc_id, meta, action, audit, old_source)
         try:
             report, error = self._index(final, doc_id, meta, name, progress)
         except Exception as exc:  # the store or the models failed: nothing half-done is left visible
@@ -313,7 +298,9 @@ class DocumentManager:
         """Index a new document (blocking: run it in a thread)."""
         progress = progress or Progress()
         started = time.monotonic()
-        services = list(dict.fromkeys(services))
+        if isinstance(services, str):  # one service: "rh", not "r", "h"
+            services = [services] if services else []
+        services = list(dict.fromkeys(services or ()))
         audit = dict(user_id=user.id, user_name=user.name, title=title, doc_type=doc_type, services=services,
                      file=name, size=upload.stat().st_size if upload.exists() else None)
         if not self.can_upload(user):
@@ -329,18 +316,19 @@ class DocumentManager:
         meta = DocumentMeta(title=title.strip(), doc_type=doc_type, services=tuple(services),
                             date=dt.date.today().isoformat())
         with self._ingest_lock:
-            final, report, error = self._place_and_index(staged, doc_id, meta, name, progress)
+            final, report, error = self._place_and_index(staged, doc_id, meta, name, progress, "upload", audit)
             if error:
                 shutil.rmtree(final.parent, ignore_errors=True)
                 try:
                     final.parent.parent.rmdir()
                 except OSError:
                     pass
+            else:
+                clear_pending(final.parent)
         if error:
-            self.backend.audit.write(action="upload", outcome="failed", doc_id=doc_id, detail=error, **audit)
+            self._write("upload", "failed", error, audit, doc_id=doc_id)
             return Outcome(False, error, doc_id=doc_id, title=title)
-        self.backend.audit.write(action="upload", outcome="ok", doc_id=doc_id,
-                                 detail=f"{report.chunks_embedded} extraits indexés", **audit)
+        self._write("upload", "ok", f"{report.chunks_embedded} extraits indexés", audit, doc_id=doc_id)
         return Outcome(True, "", doc_id=doc_id, title=meta.title, services=meta.services,
                        chunks=report.chunks_embedded, seconds=time.monotonic() - started)
 
@@ -367,19 +355,21 @@ class DocumentManager:
         if refusal:
             return refusal
         with self._ingest_lock:
-            final, report, error = self._place_and_index(staged, doc_id, meta, name, progress)
+            final, report, error = self._place_and_index(staged, doc_id, meta, name, progress, "replace", audit,
+                                                         old_source)
             if error or (report is not None and report.unchanged):
                 shutil.rmtree(final.parent, ignore_errors=True)
-            elif old_source:
-                self._archive(Path(old_source), "_archives")
+            else:
+                if old_source:
+                    self._archive(Path(old_source), "_archives")
+                clear_pending(final.parent)
         if error:
-            self.backend.audit.write(action="replace", outcome="failed", detail=error, **audit)
+            self._write("replace", "failed", error, audit)
             return Outcome(False, error + " La version précédente reste en place.", doc_id=doc_id, title=meta.title)
         if report.unchanged:
-            self.backend.audit.write(action="replace", outcome="unchanged", detail="fichier identique", **audit)
+            self._write("replace", "unchanged", "fichier identique", audit)
             return Outcome(True, "", doc_id=doc_id, title=meta.title, services=meta.services, unchanged=True)
-        self.backend.audit.write(action="replace", outcome="ok", detail=f"{report.chunks_embedded} extraits indexés",
-                                 **audit)
+        self._write("replace", "ok", f"{report.chunks_embedded} extraits indexés", audit)
         return Outcome(True, "", doc_id=doc_id, title=meta.title, services=meta.services,
                        chunks=report.chunks_embedded, seconds=time.monotonic() - started)
 

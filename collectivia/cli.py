@@ -135,12 +135,24 @@ def _print_report(report) -> None:
 
 def _user(settings, user_id: str):
     """The user of the users file, or a clear error (exit code 2)."""
-    from rag.access import AccessError, UsersFileError, get_user, load_users
+    from chat_ui.auth import read_users
+    from rag.access import AccessError, UsersFileError, get_user
 
     try:
-        return get_user(load_users(settings.users), user_id)
+        return get_user(read_users(settings.users), user_id)
     except (UsersFileError, AccessError) as exc:
         _fail(str(exc))
+
+
+def _question(text: str, settings, what: str = "question") -> str:
+    """The question, or a clear error (exit code 2): empty, or longer than COLLECTIVIA_CHAT__MAX_QUESTION_CHARS."""
+    text = (text or "").strip()
+    if not text:
+        _fail(f"{what} vide : écrivez-la entre guillemets, par exemple « Quel est le délai de dépôt d'un congé ? »")
+    limit = settings.chat.max_question_chars
+    if len(text) > limit:
+        _fail(f"{what} trop longue : {len(text)} caractères ({limit} au plus, COLLECTIVIA_CHAT__MAX_QUESTION_CHARS)")
+    return text
 
 
 def _scope(services: Optional[List[str]], doc_types: Optional[List[str]], include_repealed: bool):
@@ -175,6 +187,7 @@ def search(
     from rag.access import AccessError
 
     settings = _settings()
+    query = _question(query, settings, "recherche")
     who = _user(settings, user)
     embedder, store = _open(settings)
     try:
@@ -215,6 +228,7 @@ def ask(
     from rag.access import AccessError
 
     settings = _settings()
+    question = _question(question, settings)
     who = _user(settings, user)
     embedder, store = _open(settings)
     scope = _scope(service, doc_type, include_repealed)
@@ -243,6 +257,11 @@ def ask(
         ]
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
+    label = {"answer": "réponse", "uncertain": "pas sûr", "not_found": "introuvable"}[answer.outcome]
+    if answer.probability is not None:
+        Console().print(f"[dim]Décision : {label} (probabilité que les passages répondent : "
+                        f"{answer.probability:.2f})[/dim]" + (f" ; [bold]{answer.answer_span}[/bold]"
+                                                              if answer.answer_span else ""))
     for c in answer.citations:
         where = " · ".join(x for x in (c.section, f"p. {c.page}" if c.page else "") if x)
         flag = "" if c.supported else " [yellow](citation non étayée par le passage)[/yellow]"

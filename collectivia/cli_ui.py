@@ -129,7 +129,7 @@ def serve(
     try:
         run(settings)
     except ServeError as exc:
-        _fail(str(exc))
+        _fail(str(exc), exc.code)
     except KeyboardInterrupt:
         pass
 

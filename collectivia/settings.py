@@ -77,14 +77,21 @@ class OcrSettings(BaseModel):
 
 
 class SearchSettings(BaseModel):
-    k: int = Field(5, ge=1, le=100, description="Sources given to the answer (and chunks returned by a search).")
+    k: int = Field(8, ge=1, le=100, description="Sources read for the answer (and chunks returned by a search).")
     prefetch: int = Field(40, ge=1, description="Candidates fetched by each of the dense and BM25 prefetches.")
     mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retrieval mode.")
-    max_per_doc: int = Field(2, ge=1, description="Most passages taken from one document (adjacent chunks are merged).")
-    min_score: float = Field(
-        0.30, ge=-1, le=1,
-        description="Relevance threshold (half cosine similarity, half share of the question's words found) of the "
-        "best passage below which nothing relevant was found and no model is called.",
+    max_per_doc: int = Field(3, ge=1, description="Most passages taken from one document (adjacent chunks are merged).")
+    answerability_model: Path | None = Field(
+        None, description="Decision model (JSON) saying whether the passages answer: answer, uncertain or not found "
+        "(default: the model shipped in rag/models/, fitted by `collectivia eval fit-answerability`).",
+    )
+    answer_threshold: float | None = Field(
+        None, ge=0, le=1, description="Probability that the passages answer at and above which the answer is given "
+        "as confident (default: the model's operating point).",
+    )
+    not_found_threshold: float | None = Field(
+        None, ge=0, le=1, description="Probability below which nothing relevant was found and no model is called "
+        "(default: the model's operating point); between the two thresholds the answer says it is not sure.",
     )
     reranker: str | None = Field(
         None, description="sentence-transformers CrossEncoder (name in the local cache, or folder) to rerank with; "
@@ -144,6 +151,29 @@ class ChatSettings(BaseModel):
         None, description="Secret signing the login tokens (default: generated once and kept under the data directory).",
     )
     oidc: OidcSettings = OidcSettings()
+    secure_cookies: bool = Field(
+        False, description="The chat is reached over HTTPS (behind a reverse proxy): session cookies are marked "
+        "Secure and HSTS is sent. Automatic for requests that arrive over HTTPS.",
+    )
+    session_hours: float = Field(
+        12, gt=0, description="Absolute lifetime of a login session, in hours: renewing the token does not extend it.",
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins of one account within the login window before it is locked for the window.",
+    )
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one client address within the login window before it is locked.",
+    )
+    login_window_minutes: float = Field(15, gt=0, description="Window (and lock time) of the login throttling, in minutes.")
+    max_request_kb: int = Field(
+        1024, ge=16, description="Largest request body of the chat, in kB (file uploads: COLLECTIVIA_LIMITS__MAX_FILE_MB).",
+    )
+    max_question_chars: int = Field(4000, ge=100, description="Longest question accepted in the chat, in characters.")
+    allowed_link_hosts: list[str] = Field(
+        default_factory=lambda: ["service-public.fr", "legifrance.gouv.fr"],
+        description="Sites (and their subdomains) that document and model text may link to in answers (https only); "
+        "every other link or image is shown as text. JSON list.",
+    )
 
 
 class Settings(BaseSettings):

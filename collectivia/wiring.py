@@ -82,12 +82,18 @@ def build_retriever(settings: Settings, embedder: Embedder, store: Store) -> Hyb
     )
 
 
-def build_generator(settings: Settings, sparse: Bm25Encoder, embedder: Embedder | None = None):
+def build_answerability(settings: Settings):
+    from rag.answerability import AnswerabilityModel
+
+    return AnswerabilityModel.load(settings.search.answerability_model)
+
+
+def build_generator(settings: Settings, sparse: Bm25Encoder, embedder: Embedder | None = None, sentence_model=None):
     from rag.generate import ExtractiveGenerator, MistralGenerator
 
     llm = settings.llm
     if not llm.enabled:
-        return ExtractiveGenerator(sparse, embedder)
+        return ExtractiveGenerator(sparse, embedder, sentence_model=sentence_model)
     return MistralGenerator(
         endpoint=llm.base_url,
         api_key=llm.api_key.get_secret_value() if llm.api_key else None,
@@ -104,11 +110,14 @@ def build_assistant(settings: Settings, embedder: Embedder, store: Store):
     from rag.citations import SupportChecker
 
     retriever = build_retriever(settings, embedder, store)
+    model = build_answerability(settings)
     return Assistant(
         retriever,
-        build_generator(settings, retriever.sparse, embedder),
+        build_generator(settings, retriever.sparse, embedder, model.sentence),
         SupportChecker(retriever.sparse, embedder),
         k=settings.search.k,
-        min_score=settings.search.min_score,
+        model=model,
+        answer_threshold=settings.search.answer_threshold,
+        not_found_threshold=settings.search.not_found_threshold,
         rewrite_followups=settings.llm.rewrite_followups,
     )

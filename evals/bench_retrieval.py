@@ -3,9 +3,10 @@
     python -m evals.bench_retrieval [--sizes 10000 100000] [--queries 200] [--json]
 
 1. The sample commune (corpora/commune, indexed into a temporary folder): every question of
-   evals/datasets/commune.jsonl asked as its user — retrieval latency (query embedding with the bundled USE, BM25,
+   evals/datasets/commune.jsonl and commune-colloquial.jsonl asked as its user — retrieval latency (query embedding with the bundled USE, BM25,
    hybrid RRF query with the access filter inside Qdrant, relevance, per-document cap) and the extractive answer's
-   time to first token and total time.
+   time to first token and total time (retrieval, evidence read from the passages, answerability decision,
+   extract).
 2. Synthetic indexes of N chunks (512-dim unit vectors, BM25 vectors of French text built from the corpus'
    vocabulary, services drawn among 8): the same retrieval path with real question texts and random users.
 
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
     from collectivia.wiring import build_embedder
     from rag.access import load_users
 
-    questions = [json.loads(line) for line in (ROOT / "evals" / "datasets" / "commune.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    questions = [json.loads(line) for name in ("commune.jsonl", "commune-colloquial.jsonl")
+                 for line in (ROOT / "evals" / "datasets" / name).read_text(encoding="utf-8").splitlines() if line.strip()]
     users = load_users(ROOT / "corpora" / "users.yaml")
     with tempfile.TemporaryDirectory(prefix="collectivia-bench-") as tmp:
         settings = Settings(data_dir=Path(tmp), users=ROOT / "corpora" / "users.yaml")

@@ -12,7 +12,7 @@ dev set, all read into one ``Dataset`` (questions, the corpus to index, the user
   ``F1234`` is document ``SP-F1234``; questions whose gold fiche is not in the snapshot are reported and skipped.
   A copy of a fiche indexed under ``SP-<ID>-<audience>`` counts as ``SP-<ID>`` (``canonical_doc_id``).
 
-Named sets: ``commune`` and ``service-public`` (see ``load_dataset``).
+Named sets: ``commune``, ``commune-colloquial`` (``split`` train or test) and ``service-public`` (see ``load_dataset``).
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ class Question:
     type: str = "default"
     grades: tuple[tuple[str, int], ...] = ()
     """Graded relevance (doc id, grade) when the source has it (BEIR); else every gold document counts 1."""
+    split: str | None = None  # "train" (may be used to fit models and thresholds) or "test" (never)
+    lang: str = "fr"
 
     def relevance(self) -> dict[str, int]:
         """Gold documents and their relevance grade (1 unless the dataset grades them)."""
@@ -154,7 +156,7 @@ def read_jsonl(path: str | Path) -> list[Question]:
         questions.append(Question(
             id=row["id"], question=row["question"], user=row["user"], gold_docs=tuple(gold),
             gold_passage=row.get("gold_passage"), short_answer=row.get("short_answer"), expected=expected,
-            type=row.get("type") or "default",
+            type=row.get("type") or "default", split=row.get("split"), lang=row.get("lang") or "fr",
         ))
     return questions
 
@@ -355,11 +357,11 @@ def load_dataset(
     - a BEIR folder: its ``corpus.jsonl``; ``split`` picks ``qrels/<split>.tsv``.
     """
     text = str(spec)
-    if text == "commune":
-        path = DATASETS_DIR / "commune.jsonl"
+    if text in PROJECT_SETS:
+        path = DATASETS_DIR / f"{text}.jsonl"
         corpus_path = Path(corpus) if corpus else ROOT / "corpora" / "commune"
         users_path = Path(users) if users else ROOT / "corpora" / "users.yaml"
-        return _project_dataset("commune", path, corpus_path, users_path)
+        return _project_dataset(text, path, corpus_path, users_path, split)
     if text in ("service-public", "service_public"):
         return _service_public_dataset(SHARED_SERVICE_PUBLIC / "questions-dev.jsonl", corpus)
     path = Path(spec)
@@ -385,11 +387,20 @@ def load_dataset(
     if corpus is None:
         raise DatasetError(f"{path} : indiquez le corpus à indexer (--corpus DOSSIER)")
     users_path = Path(users) if users else ROOT / "corpora" / "users.yaml"
-    return _project_dataset(path.stem, path, Path(corpus), users_path)
+    return _project_dataset(path.stem, path, Path(corpus), users_path, split)
 
 
-def _project_dataset(name: str, path: Path, corpus_path: Path, users_path: Path) -> Dataset:
+PROJECT_SETS = ("commune", "commune-colloquial")
+
+
+def _project_dataset(name: str, path: Path, corpus_path: Path, users_path: Path, split: str | None = None) -> Dataset:
     questions = read_jsonl(path)
+    if split:
+        splits = sorted({q.split for q in questions if q.split})
+        if split not in splits:
+            raise DatasetError(f"{path} : découpage {split!r} inconnu (présents : {', '.join(splits) or 'aucun'})")
+        questions = [q for q in questions if q.split == split]
+        name = f"{name}-{split}"
     user_map = _load_users(users_path)
     skipped: list[dict[str, str]] = []
     questions = _check_users(questions, user_map, skipped)

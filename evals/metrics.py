@@ -17,14 +17,13 @@
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 import warnings
 from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from evals.text import contains, holds_answer, normalise  # noqa: F401 - re-exported
 from rag.access import User, can_see
 
 RANX_METRICS = {  # our name -> ranx's
@@ -37,30 +36,8 @@ RANX_METRICS = {  # our name -> ranx's
 }
 RETRIEVAL_METRICS = tuple(RANX_METRICS)
 ANSWER_METRICS = ("citation_precision", "citation_recall", "answer_found", "refusal_correct")
-STAGES = ("candidates", "retrieve", "first_token", "generate", "total", "rewrite", "judge")
+STAGES = ("candidates", "retrieve", "decide", "first_token", "generate", "total", "rewrite", "judge")
 NO_DOC = "__no_document__"
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Text
-# --------------------------------------------------------------------------------------------------------------
-
-_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'", "´": "'", "\u00a0": " ", "\u202f": " ",
-                              "«": '"', "»": '"', "“": '"', "”": '"', "–": "-", "—": "-", "‐": "-", "‑": "-"})
-
-
-def normalise(text: str | None) -> str:
-    """Lower case, typographic apostrophes, quotes and dashes made plain, whitespace collapsed (NFC)."""
-    if not text:
-        return ""
-    text = unicodedata.normalize("NFC", text).translate(_APOSTROPHES).lower()
-    text = re.sub(r"\s+'\s*|\s*'\s+", "'", text)  # « l' agent » / « l 'agent » (PDF extraction) → « l'agent »
-    return " ".join(text.split())
-
-
-def contains(haystack: str | None, needle: str | None) -> bool:
-    n = normalise(needle)
-    return bool(n) and n in normalise(haystack)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -151,13 +128,20 @@ def answer_scores(record: dict) -> dict[str, Any]:
         references = [x for x in (record.get("gold_passage"), record.get("short_answer")) if x]
         if references:
             texts = [record.get("answer") or ""] + [c.get("passage") or "" for c in citations]
-            out["answer_found"] = any(contains(t, ref) for t in texts for ref in references)
+            # The short answer or the gold passage in what the agent reads (answer, cited passages), or a sentence
+            # of the answer holding most of the gold passage's words (PDF extraction and cuts change a few).
+            out["answer_found"] = (any(contains(t, ref) for t in texts for ref in references)
+                                   or any(holds_answer(x, None, record.get("gold_passage"))
+                                          for x in record.get("extracts") or []))
         else:
             out["answer_found"] = None
         passage = record.get("gold_passage")
         out["gold_passage_in_sources"] = (
             any(contains(s, passage) for s in _source_texts(record)) if passage else None)
         out["refusal_correct"] = not refused
+        extracts = record.get("extracts") or []
+        out["first_extract_answers"] = (holds_answer(extracts[0], record.get("short_answer"), record.get("gold_passage"))
+                                        if extracts and references else None)
     else:
         out["citation_precision"] = out["citation_recall"] = out["answer_found"] = None
         out["gold_passage_in_sources"] = None
@@ -171,6 +155,22 @@ def answer_scores(record: dict) -> dict[str, Any]:
         else:
             out["refusal_correct"] = refused
     return out
+
+
+def outcome_table(records: Sequence[dict]) -> dict[str, dict[str, Any]]:
+    """Outcomes (answer, uncertain, not_found) per expected behaviour: counts and shares."""
+    table: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if "exception" in r:
+            continue
+        row = table.setdefault(r.get("expected", "answer"), {"n": 0, "answer": 0, "uncertain": 0, "not_found": 0})
+        row["n"] += 1
+        outcome = r.get("outcome") or ("not_found" if r.get("refused") else "answer")
+        row[outcome] = row.get(outcome, 0) + 1
+    for row in table.values():
+        for k in ("answer", "uncertain", "not_found"):
+            row[f"{k}_share"] = round(row[k] / row["n"], 4) if row["n"] else None
+    return table
 
 
 def _source_texts(record: dict) -> list[str]:
@@ -254,7 +254,8 @@ def _aggregate(records: list[dict]) -> dict:
     for name in RETRIEVAL_METRICS:
         out["retrieval"][name] = _mean(m[name] for m in retrieval)[0]
     answers: dict[str, Any] = {}
-    for name in ("citation_precision", "citation_recall", "answer_found", "gold_passage_in_sources"):
+    for name in ("citation_precision", "citation_recall", "answer_found", "gold_passage_in_sources",
+                 "first_extract_answers"):
         value, n = _mean(r["metrics"].get(name) for r in records)
         answers[name] = value
         answers[f"{name}_n"] = n
@@ -290,6 +291,7 @@ def summarise(records: list[dict], meta: dict | None = None) -> dict:
     summary["retrieval"] = overall["retrieval"]
     summary["answers"] = overall["answers"]
     summary["refusals"] = overall["refusals"]
+    summary["outcomes"] = outcome_table(records)
     by_type: dict[str, list[dict]] = defaultdict(list)
     for r in records:
         by_type[r.get("type") or "default"].append(r)

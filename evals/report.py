@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from evals.calibration import calibration_chart, outcome_lines
+
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
 REPORT = "report.md"
@@ -124,6 +126,9 @@ def write_charts(out: Path, summary: dict, records: list[dict]) -> list[Path]:
     ax.set_title(f"Latence par étape — {_title(summary)}", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     paths.append(_save(fig, out / "latency.png"))
+    chart = calibration_chart(out, summary, records, _save)
+    if chart is not None:
+        paths.append(chart)
     return paths
 
 
@@ -173,7 +178,7 @@ def markdown(summary: dict, records: list[dict], *, charts: list[str] = ()) -> s
         f"- Configuration : `{cfg.get('name')}` {('— ' + cfg['description']) if cfg.get('description') else ''}"
         f" (surcharges : `{json.dumps(cfg.get('overrides') or {}, ensure_ascii=False)}`)",
         f"- Recherche : mode `{search.get('mode')}`, k={search.get('k')}, prefetch={search.get('prefetch')}, "
-        f"max_per_doc={search.get('max_per_doc')}, min_score={search.get('min_score')}, "
+        f"max_per_doc={search.get('max_per_doc')}, "
         f"reranker={search.get('reranker') or 'aucun'} ; embedder `{summary.get('embedder')}` "
         f"(kind {embedder.get('kind')}) ; générateur `{summary.get('generator')}`",
         f"- Index : {(summary.get('index') or {}).get('documents')} documents, "
@@ -203,6 +208,7 @@ def markdown(summary: dict, records: list[dict], *, charts: list[str] = ()) -> s
               f"| refus correct — hors corpus | {_fmt(f['refuse_not_found'])} | {f['refuse_not_found_n']} |",
               f"| refus correct — sans droit d'accès | {_fmt(f['refuse_no_access'])} | {f['refuse_no_access_n']} |",
               f"| citations non étayées | {a['unsupported_citations']} / {a['citations']} | |", ""]
+    lines += outcome_lines(summary)
     lines += ["## Par type de question", "",
               "| type | n | nDCG@10 | recall@5 | MRR@10 | réponse trouvée | préc. citations | comportement correct |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]

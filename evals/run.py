@@ -397,6 +397,10 @@ def answer_question(assistant, question: Question, user, *, depth: int, canonica
     record["answer"] = answer.text
     record["refused"] = bool(answer.refused)
     record["refusal_reason"] = answer.refusal_reason
+    record["outcome"] = answer.outcome
+    record["answerability"] = answer.probability
+    record["answer_span"] = answer.answer_span
+    record["extracts"] = list(answer.extracts)
     record["error"] = answer.error
     record["generator"] = answer.generator
     record["sources"] = [_chunk_json(s) for s in answer.sources]
@@ -518,6 +522,7 @@ def run_dataset(
             "index": index.info,
             "embedder": index.embedder.name,
             "generator": assistant.generator.name,
+            "answerability_thresholds": _thresholds(assistant),
             "llm_model": llm.model if llm.enabled else None,
             "judge": ({"model": config.judge.model, "endpoint": config.judge.endpoint, "prompt": JUDGE_PROMPT}
                       if config.judge else None),
@@ -549,6 +554,17 @@ def _questions_in_index(dataset: Dataset, indexed: set[str]) -> tuple[list[Quest
             logger.warning("question %s : document(s) de référence absent(s) de l'index : %s", q.id, q.gold_docs)
         kept.append(q)
     return kept, skipped
+
+
+def _thresholds(assistant) -> dict:
+    """The decision's operating points in force for this run (the model's, or the settings' overrides)."""
+    model = getattr(assistant, "model", None)
+    if model is None:
+        return {}
+    return {"answer": assistant.answer_threshold if assistant.answer_threshold is not None else model.answer_threshold,
+            "not_found": (assistant.not_found_threshold if assistant.not_found_threshold is not None
+                          else model.not_found_threshold),
+            "model": model.info}
 
 
 def _settings_json(settings) -> dict:

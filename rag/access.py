@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -98,6 +98,11 @@ class _UserModel(BaseModel):
     services: list[str] = []
     roles: list[str] = ["agent"]
     password_hash: str | None = None
+
+    @field_validator("services", "roles", mode="before")
+    @classmethod
+    def _one_as_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value  # « services: dsi » is one service, not d, s, i
 
     @field_validator("services")
     @classmethod

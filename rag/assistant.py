@@ -3,8 +3,10 @@ not see.
 
     question ─▶ (standalone rewrite, when an LLM is configured and there is history)
              ─▶ retrieval with the user's access filter inside Qdrant
-             ─▶ nothing relevant? refuse without calling any model, show the closest titles
-             ─▶ generation (LLM, or extracts) ─▶ citations checked ─▶ Answer
+             ─▶ evidence read from those passages only, and a learned decision (``rag.answerability``):
+                answer · uncertain · not_found
+             ─▶ not_found: say so without calling any model, show the closest titles
+             ─▶ generation (LLM, or extracts, the answering sentence first) ─▶ citations checked ─▶ Answer
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from dataclasses import dataclass, field
 from typing import Iterator, Literal, Sequence
 
 from rag.access import Scope, User
+from rag.answerability import AnswerabilityModel, Decision, Outcome
 from rag.citations import Citation, SupportChecker, build_citations
+from rag.evidence import Evidence, EvidenceReader
 from rag.generate import GenerationError, Generator
 from rag.prompts import NOT_FOUND_SENTENCE
 from rag.retrieve import HybridRetriever, ScoredChunk
 
 NO_SOURCE_MESSAGE = "Je n'ai trouvé aucune source pertinente dans les documents auxquels vous avez accès."
+FALLBACK_MIN_RELEVANCE = 0.30  # without a decision model: the best passage's relevance below which nothing is found
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,11 @@ class Answer:
     citations: tuple[Citation, ...]
     refused: bool
     sources: tuple[ScoredChunk, ...] = ()
+    outcome: Outcome = "answer"
+    probability: float | None = None  # that the passages answer the question (decision model)
+    answer_span: str | None = None  # the amount, date, duration, name… of the first extract that answers
+    extracts: tuple[str, ...] = ()  # sentences quoted by the extractive answer, best first
+    missing: tuple[str, ...] = ()  # years, numbers, acronyms of the question that no passage contains
     refusal_reason: Literal["not_found", "model_not_found", None] = None
     error: str | None = None  # French message when the model failed
     extractive: bool = False
@@ -54,6 +64,11 @@ class Answer:
     def to_json(self) -> dict:
         return {
             "answer": self.text,
+            "outcome": self.outcome,
+            "answerability": None if self.probability is None else round(self.probability, 4),
+            "answer_span": self.answer_span,
+            "extracts": list(self.extracts),
+            "missing": list(self.missing),
             "refused": self.refused,
             "refusal_reason": self.refusal_reason,
             "error": self.error,
@@ -89,15 +104,31 @@ class Assistant:
         checker: SupportChecker,
         *,
         k: int = 5,
-        min_score: float = 0.30,
+        reader: EvidenceReader | None = None,
+        model: AnswerabilityModel | None = None,
+        answer_threshold: float | None = None,
+        not_found_threshold: float | None = None,
         rewrite_followups: bool = True,
     ) -> None:
         self.retriever = retriever
         self.generator = generator
         self.checker = checker
         self.k = k
-        self.min_score = min_score
+        self.model = model
+        self.reader = reader or EvidenceReader(retriever.sparse, retriever.embedder,
+                                               model.sentence if model else None)
+        self.answer_threshold = answer_threshold
+        self.not_found_threshold = not_found_threshold
         self.rewrite_followups = rewrite_followups
+
+    def decide(self, question: str, retrieved: Sequence[ScoredChunk]) -> tuple[Evidence, Decision]:
+        """Evidence from the passages the user may see, and the decision on it."""
+        evidence = self.reader.read(question, retrieved)
+        if self.model is None:
+            best = max((c.relevance for c in retrieved), default=0.0)
+            return evidence, Decision("answer" if best >= FALLBACK_MIN_RELEVANCE else "not_found", best)
+        return evidence, self.model.decide(evidence.features, answer_threshold=self.answer_threshold,
+                                           not_found_threshold=self.not_found_threshold)
 
     def answer(self, question: str, user: User, history: Sequence = (), *, scope: Scope | None = None) -> Answer:
         final = None
@@ -125,12 +156,17 @@ class Assistant:
         retrieved = self.retriever.retrieve(standalone, user, k=self.k, scope=scope)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         trace = tuple(TraceItem(c.id, c.doc_id, c.score, c.relevance) for c in retrieved)
-        sources = tuple(c for c in retrieved if c.relevance >= self.min_score)
+        t = time.perf_counter()
+        evidence, decision = self.decide(standalone, retrieved) if retrieved else (None, Decision("not_found", 0.0))
+        timings["decide"] = (time.perf_counter() - t) * 1000
+        sources = tuple(retrieved) if decision.outcome != "not_found" else ()
         common = dict(question=question, standalone_question=standalone if standalone != question else None,
-                      trace=trace, generator=self.generator.name, extractive=self.generator.extractive)
+                      trace=trace, generator=self.generator.name, extractive=self.generator.extractive,
+                      probability=decision.probability,
+                      missing=evidence.missing_entities if evidence is not None else ())
 
         if not sources:
-            titles = tuple(dict.fromkeys(c.title for c in retrieved))[:3]
+            titles = tuple(dict.fromkeys(c.title for c in sorted(retrieved, key=lambda c: -c.relevance)))[:3]
             text = NO_SOURCE_MESSAGE
             if titles:
                 text += " Documents les plus proches : " + " ; ".join(f"« {t} »" for t in titles) + "."
@@ -138,15 +174,20 @@ class Assistant:
             yield Event("sources")
             yield Event("token", token=text)
             yield Event("answer", answer=Answer(text=text, citations=(), refused=True, refusal_reason="not_found",
-                                                closest_titles=titles, timings_ms=timings, **common))
+                                                outcome="not_found", closest_titles=titles, timings_ms=timings,
+                                                **common))
             return
 
         yield Event("sources", sources=sources)
         t = time.perf_counter()
         parts: list[str] = []
         error = None
+        plan = None
         try:
-            for token in self.generator.stream(standalone, sources, history):
+            plan = self.generator.plan(evidence, decision.outcome) if self.generator.extractive else None
+            tokens = self.generator.tell(plan) if plan is not None else self.generator.stream(standalone, sources,
+                                                                                             history)
+            for token in tokens:
                 if not parts:
                     timings["first_token"] = (time.perf_counter() - started) * 1000
                 parts.append(token)
@@ -160,7 +201,10 @@ class Assistant:
 
         raw = "".join(parts)
         text, citations = build_citations(raw, sources, self.checker) if error is None else (raw, ())
-        model_refused = error is None and NOT_FOUND_SENTENCE in text and not citations
+        # The model's « not in the sources » sentence is a refusal, whatever else it wrote around it.
+        model_refused = error is None and not self.generator.extractive and NOT_FOUND_SENTENCE in text
+        extracts = tuple(e.text for e in plan.extracts) if plan is not None else ()
+        span = plan.span if plan is not None else None
         timings["total"] = (time.perf_counter() - started) * 1000
         usage = {"prompt_tokens": self.generator.usage.prompt_tokens,
                  "completion_tokens": self.generator.usage.completion_tokens}
@@ -169,6 +213,9 @@ class Assistant:
             citations=citations,
             refused=model_refused,
             refusal_reason="model_not_found" if model_refused else None,
+            outcome="not_found" if model_refused else decision.outcome,
+            answer_span=span,
+            extracts=extracts,
             error=error,
             sources=sources,
             timings_ms=timings,

@@ -95,6 +95,37 @@ class SupportChecker:
         return float(np.dot(a, b)) >= EMBEDDING_SUPPORT
 
 
+PASSAGE_WIDTH = 700  # characters of the source shown around the cited sentence
+
+
+def passage_around(text: str, sentence: str, checker: "SupportChecker | None" = None,
+                   width: int = PASSAGE_WIDTH) -> str:
+    """The part of a source around the sentence that cites it (the sentence quoted, or the source sentence that
+    shares most of its words), cut at sentence ends; the whole source when it is short."""
+    if len(text) <= width:
+        return text
+    quoted = MARKER.sub("", sentence).strip().strip("«»\"“” ").strip()
+    at = text.find(quoted) if quoted else -1
+    if at < 0:
+        parts = split_sentences(text)
+        if not parts or checker is None:
+            return text[:width]
+        best = max(parts, key=lambda p: checker.lexical(quoted, p))
+        at, quoted = text.find(best), best
+        if at < 0:
+            return text[:width]
+    margin = max(0, (width - len(quoted)) // 2)
+    start = max(0, at - margin)
+    if start > 0:  # begin at a sentence start
+        boundary = text.find(". ", start, at)
+        start = boundary + 2 if boundary >= 0 else start
+    end = min(len(text), at + len(quoted) + margin)
+    if end < len(text):  # end at a sentence end
+        boundary = text.rfind(". ", at + len(quoted), end)
+        end = boundary + 1 if boundary >= 0 else end
+    return ("… " if start > 0 else "") + text[start:end].strip() + (" …" if end < len(text) else "")
+
+
 def build_citations(
     text: str, sources: Sequence[ScoredChunk], checker: SupportChecker, *, url: Callable[[ScoredChunk], str] = open_url
 ) -> tuple[str, tuple[Citation, ...]]:
@@ -102,11 +133,13 @@ def build_citations(
     text = strip_dangling(text, len(sources))
     unsupported: set[int] = set()
     cited: list[int] = []
+    first_sentence: dict[int, str] = {}
     for sentence in split_sentences(text):
         for match in MARKER.finditer(sentence):
             n = int(match.group(1))
             if n not in cited:
                 cited.append(n)
+                first_sentence[n] = sentence
             if not checker.supported(sentence, sources[n - 1].text):
                 unsupported.add(n)
     citations = tuple(
@@ -118,7 +151,7 @@ def build_citations(
             services=s.services,
             page=s.page,
             section=s.section,
-            passage=s.text,
+            passage=passage_around(s.text, first_sentence[n], checker),
             open_url=url(s),
             supported=n not in unsupported,
         )

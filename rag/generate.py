@@ -18,9 +18,10 @@ import httpx
 from langchain_core.messages import AIMessageChunk
 
 from ingest.embed import Bm25Encoder
-from rag.citations import split_sentences
+from rag.evidence import Evidence, EvidenceReader
 from rag.prompts import ANSWER_PROMPT, REWRITE_PROMPT, format_sources, history_messages
 from rag.retrieve import ScoredChunk
+from rag.spans import fold
 
 logger = logging.getLogger(__name__)
 
@@ -175,63 +176,91 @@ class MistralGenerator:
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+UNCERTAIN_HEADER = ("Je ne suis pas sûr que ces documents répondent à votre question. Voici les passages les plus "
+                    "proches, à vérifier :")
+
+
+@dataclass(frozen=True, slots=True)
+class Extract:
+    n: int  # source number
+    text: str
+    span: str | None  # what answers in it (an amount, a date…), when the question asks for such a thing
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractPlan:
+    header: str
+    extracts: tuple[Extract, ...]
+
+    @property
+    def span(self) -> str | None:
+        return self.extracts[0].span if self.extracts else None
+
+
+def _best_span(sentence, terms) -> str | None:
+    """The span of the asked kind nearest to the question's words in the sentence (the first when none is)."""
+    if not sentence.spans:
+        return None
+    folded = fold(sentence.text)
+    anchors = [m.start() for t in terms for m in re.finditer(re.escape(t.word[:5]), folded)] if terms else []
+    if not anchors:
+        return sentence.spans[0].text
+    return min(sentence.spans, key=lambda sp: min(abs(sp.start - a) for a in anchors)).text
+
+
+def mismatch_notice(evidence: Evidence) -> str:
+    """What the passages give instead of what the question asks (« vous demandez 2022 ; … 2024 »)."""
+    missing = evidence.missing_entities
+    if not missing:
+        return ""
+    asked = ", ".join(f"« {m} »" for m in missing)
+    if evidence.other_entities:
+        return f" Vous demandez {asked} ; les documents trouvés parlent de {', '.join(evidence.other_entities)}."
+    return f" {asked[0].upper()}{asked[1:]} n'apparaît dans aucun des documents trouvés."
 
 
 class ExtractiveGenerator:
-    """Answers with the best sentences of the sources, quoted and cited, without any language model."""
+    """Answers with the sentences of the sources most likely to hold the answer (``rag.evidence``), the best first,
+    quoted and cited, without any language model."""
 
     name = "extractive"
     extractive = True
 
     def __init__(self, sparse: Bm25Encoder, embedder=None, *, max_sentences: int = 3, per_source: int = 2,
-                 candidates: int = 24) -> None:
+                 sentence_model=None) -> None:
         self.sparse = sparse
         self.embedder = embedder
-        self.candidates = candidates
+        self.sentence_model = sentence_model
         self.max_sentences = max_sentences
         self.per_source = per_source
         self.usage = Usage()
 
-    def select(self, question: str, sources: Sequence[ScoredChunk]) -> list[tuple[int, int, str]]:
-        """(source number, position, sentence) of the sentences that best answer the question: the share of the
-        question's terms they contain, then (for the best candidates) the closeness of their meaning."""
-        terms = set(self.sparse.embed_query(question)[0])
-        scored: list[tuple[float, int, int, str]] = []
-        for n, source in enumerate(sources, start=1):
-            for position, sentence in enumerate(split_sentences(source.text)):
-                if len(_WORD.findall(sentence)) < 4:
-                    continue  # headings and fragments say nothing on their own
-                words = set(self.sparse.embed_document(sentence)[0])
-                overlap = len(terms & words) / max(len(terms), 1)
-                # Earlier sources rank higher at equal overlap; long sentences are slightly penalised.
-                score = overlap - 0.02 * (n - 1) - 0.001 * max(len(sentence) - 300, 0)
-                scored.append((score, n, position, sentence))
-        scored.sort(key=lambda x: x[0], reverse=True)
-        if self.embedder is not None and scored:
-            head = scored[: self.candidates]
-            vectors = self.embedder.embed_documents([s for *_, s in head])
-            query = self.embedder.embed_query(question)
-            head = [(0.5 * score + 0.5 * float(vector @ query), n, pos, s)
-                    for (score, n, pos, s), vector in zip(head, vectors)]
-            scored = sorted(head, key=lambda x: x[0], reverse=True)
-        chosen: list[tuple[int, int, str]] = []
+    def plan(self, evidence: Evidence, outcome: str = "answer") -> ExtractPlan:
+        chosen: list[Extract] = []
         per_source: dict[int, int] = {}
-        for score, n, position, sentence in scored:
-            if score <= 0 and chosen:
+        best = evidence.sentences[0].score if evidence.sentences else 0.0
+        for sentence in evidence.sentences:
+            if chosen and sentence.score < 0.5 * best:
                 break
-            if per_source.get(n, 0) >= self.per_source:
+            if per_source.get(sentence.n, 0) >= self.per_source or any(sentence.text == c.text for c in chosen):
                 continue
-            chosen.append((n, position, sentence))
-            per_source[n] = per_source.get(n, 0) + 1
+            span = _best_span(sentence, evidence.question.terms)
+            chosen.append(Extract(sentence.n, sentence.text, span))
+            per_source[sentence.n] = per_source.get(sentence.n, 0) + 1
             if len(chosen) >= self.max_sentences:
                 break
-        return sorted(chosen)
+        header = EXTRACT_HEADER if outcome == "answer" else UNCERTAIN_HEADER + mismatch_notice(evidence)
+        return ExtractPlan(header, tuple(chosen))
+
+    def tell(self, plan: ExtractPlan) -> Iterator[str]:
+        yield plan.header
+        for extract in plan.extracts:
+            yield f"\n\n« {extract.text} » [{extract.n}]"
 
     def stream(self, question: str, sources: Sequence[ScoredChunk], history: Sequence = ()) -> Iterator[str]:
-        chosen = self.select(question, sources)  # before the first token, so that its timing is honest
-        yield EXTRACT_HEADER
-        for n, _, sentence in chosen:
-            yield f"\n\n« {sentence} » [{n}]"
+        reader = EvidenceReader(self.sparse, self.embedder, self.sentence_model)
+        plan = self.plan(reader.read(question, sources))  # before the first token, so that its timing is honest
+        yield from self.tell(plan)
 
     def rewrite(self, question: str, history: Sequence) -> str:
         return question

@@ -357,6 +357,7 @@ class TestEnvExample:
     DEPLOYMENT_VALUES = {
         "COLLECTIVIA_QDRANT__URL", "COLLECTIVIA_LLM__ENDPOINT", "COLLECTIVIA_CHAT__DATABASE_URL",
         "COLLECTIVIA_CHAT__OIDC__SERVICE_MAP", "COLLECTIVIA_CHAT__OIDC__ROLE_MAP", "COLLECTIVIA_LIMITS__PARSE_WORKERS",
+        "COLLECTIVIA_CHAT__ALLOWED_LINK_HOSTS",  # a JSON list in the file
     }
 
     def test_documents_every_setting_the_app_reads(self):

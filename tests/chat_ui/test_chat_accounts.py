@@ -83,6 +83,7 @@ def test_split_values():
     assert split_values(None) == []
 
 
+@pytest.mark.slow  # runs the CLI several times (several seconds)
 def test_cli_users_commands(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTIVIA_")}
     env["COLLECTIVIA_USERS"] = str(tmp_path / "users.yaml")

@@ -33,6 +33,44 @@ def test_password_matches_only_the_right_user(users):
     assert check_password(users, "sans.mdp", "") is None  # no hash: no password login at all
 
 
+def test_a_login_does_not_wait_behind_answers_holding_every_thread(users):
+    """Answers run in the event loop's default threads (one per answer, for its whole length); with all of them
+    busy, a password check still runs, in threads of its own."""
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chat_ui.auth import check_password_async
+
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def answer() -> None:  # an answer being streamed: holds its thread until released
+        started.release()
+        release.wait(120)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
+        answers = [asyncio.ensure_future(asyncio.to_thread(answer)) for _ in range(4)]  # 2 running, 2 queued
+        running = 0
+        while running < 2:  # both threads of the pool are held
+            running += started.acquire(timeout=0)
+            await asyncio.sleep(0.01)
+        try:
+            user = await asyncio.wait_for(check_password_async(users, "a.martin", "bonjour-alice-123"), 60)
+            refused = await asyncio.wait_for(check_password_async(users, "a.martin", "mauvais"), 60)
+            still_blocked = not release.is_set() and not any(a.done() for a in answers)
+        finally:
+            release.set()
+            await asyncio.gather(*answers)
+        return user, refused, still_blocked
+
+    user, refused, still_blocked = asyncio.run(scenario())
+    assert user is not None and user.id == "a.martin" and refused is None
+    assert still_blocked  # the logins returned while every answer thread was still held
+
+
 def test_demo_users_file_hashes_are_argon2id_and_verify():
     from pathlib import Path
 

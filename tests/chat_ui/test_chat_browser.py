@@ -188,6 +188,8 @@ def test_agent_has_no_upload_control_and_the_server_refuses_uploads(chat_server,
     status, _, answer = fetch(chat_server.url + "/project/file?session_id=whatever", method="POST", cookie=cookie,
                               data=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"})
     assert status == 403 and "gestionnaires" in answer.decode()
+    audited = [json.loads(line) for line in (chat_server.data / "audit" / "documents.jsonl").read_text().splitlines()]
+    assert ("upload", "refused", "agent.rh") in [(e["action"], e["outcome"], e["user"]) for e in audited]
 
 
 def _upload(page, path: Path, *, title: str | None = None, services=("rh",)) -> None:
@@ -267,6 +269,13 @@ def _indexed_documents(chat_server) -> set[str]:
     return {p.name for p in uploads.iterdir() if not p.name.startswith("_")} if uploads.exists() else set()
 
 
+# Waits on work done by the server (listing the index, reading a document's record, removing it, answering): on a
+# machine shared with other jobs these take far longer than the browser's default 30 s without anything being
+# wrong; a hung dialog still fails, after these.
+SERVER_WORK_MS = 120_000
+ANSWER_MS = 180_000
+
+
 def test_manager_lists_replaces_and_withdraws_documents_of_their_services(chat_server, context, tmp_path, shots):
     page = context.new_page()
     login(page, chat_server.url, "gest.rh")
@@ -277,9 +286,9 @@ def test_manager_lists_replaces_and_withdraws_documents_of_their_services(chat_s
     page.wait_for_selector("text=est consultable dès maintenant", timeout=180_000)
     page.get_by_role("button", name="Gérer mes documents").last.click()
     documents = page.locator("[data-testid=documents]").last
-    documents.wait_for()
+    documents.wait_for(timeout=SERVER_WORK_MS)
     row = documents.locator(".cv-docrow", has_text="Horaires de la médiathèque")
-    row.wait_for()
+    row.wait_for(timeout=SERVER_WORK_MS)
     assert documents.locator(".cv-docrow", has_text="Instruction du permis de construire").count() == 0
     assert documents.locator(".cv-docrow", has_text="Charte de l'IA").count() == 0
     assert documents.locator(".cv-docrow", has_text="Congés annuels des agents").count() == 1
@@ -290,12 +299,12 @@ def test_manager_lists_replaces_and_withdraws_documents_of_their_services(chat_s
     second.write_text("# Horaires de la médiathèque\n\nLa médiathèque ouvre le samedi de quatorze heures à dix-huit "
                       "heures.\n", encoding="utf-8")
     row.get_by_role("button", name="Remplacer").click()
-    page.wait_for_selector("text=Déposez la nouvelle version")
-    page.get_by_role("button", name="Parcourir les fichiers").last.wait_for()
+    page.wait_for_selector("text=Déposez la nouvelle version", timeout=SERVER_WORK_MS)
+    page.get_by_role("button", name="Parcourir les fichiers").last.wait_for(timeout=SERVER_WORK_MS)
     page.wait_for_timeout(300)
     page.locator("input[type=file]").last.set_input_files(str(second))
     page.wait_for_selector("text=est consultable dès maintenant >> nth=1", timeout=180_000)
-    ask(page, "À quelle heure ouvre la médiathèque le samedi ?")
+    ask(page, "À quelle heure ouvre la médiathèque le samedi ?", timeout=ANSWER_MS)
     assert "quatorze heures" in page.inner_text("body")
     cards = page.locator("[data-testid=source-card]", has_text="Horaires de la médiathèque")
     shown = cards.count()
@@ -304,8 +313,8 @@ def test_manager_lists_replaces_and_withdraws_documents_of_their_services(chat_s
     row = page.locator("[data-testid=documents]").last.locator(".cv-docrow", has_text="Horaires de la médiathèque")
     row.get_by_role("button", name="Retirer").click()
     row.get_by_role("button", name="Oui, retirer").click()
-    page.wait_for_selector("text=a été retiré")
-    ask(page, "À quelle heure ouvre la médiathèque le samedi ?")
+    page.wait_for_selector("text=a été retiré", timeout=SERVER_WORK_MS)
+    ask(page, "À quelle heure ouvre la médiathèque le samedi ?", timeout=ANSWER_MS)
     assert cards.count() == shown  # no new card for it
     actions = [(e["action"], e["outcome"]) for e in map(json.loads, (chat_server.data / "audit" / "documents.jsonl")
                                                          .read_text().splitlines()) if e["doc_id"] == doc_id]

@@ -186,3 +186,185 @@ def test_feedback_and_cards_are_stored_for_the_owner_only(layer):
         await dl.close()
 
     run(scenario())
+
+
+# -- hardening: steps of another user, concurrent writes, lost writes said, damaged database --------------------------
+
+def test_a_step_of_another_users_thread_is_neither_overwritten_nor_moved(layer):
+    """A ``client_message`` whose id is another agent's step must not move it to the sender's thread."""
+    async def scenario():
+        from chainlit.context import init_http_context
+
+        init_http_context()
+        dl = make_data_layer(layer)
+        alice_thread, alice_step = await _thread(dl, "alice")
+        bob_thread, _ = await _thread(dl, "bob")
+        request_identifier.set("bob")
+        stolen = {"id": alice_step, "threadId": bob_thread, "name": "bob", "type": "user_message",
+                  "streaming": False, "output": "volé", "createdAt": "2025-01-02T00:00:00Z"}
+        await dl.create_step(dict(stolen))
+        await dl.update_step(dict(stolen))
+        intruder = str(uuid.uuid4())  # nor can Bob add a step to Alice's thread
+        await dl.create_step({**stolen, "id": intruder, "threadId": alice_thread})
+        await dl.delete_step(alice_step)
+        steps = (await dl.get_thread(alice_thread))["steps"]
+        assert [(s["id"], s["output"]) for s in steps] == [(alice_step, "Réponse [1].")]
+        assert all(s["id"] != alice_step for s in (await dl.get_thread(bob_thread))["steps"])
+        request_identifier.set("alice")  # Alice still updates her own step
+        await dl.update_step({**stolen, "threadId": alice_thread, "output": "Réponse corrigée."})
+        assert (await dl.get_step(alice_step))["output"] == "Réponse corrigée."
+        await dl.close()
+
+    run(scenario())
+
+
+async def _concurrent_agents(dl, agents: int, turns: int) -> list[str]:
+    """``agents`` agents at once, each writing ``turns`` question/answer pairs (answer updated as Chainlit does)."""
+    from chainlit.user import User
+
+    async def agent(i: int) -> list[str]:
+        request_identifier.set(f"agent{i}")
+        user = await dl.create_user(User(identifier=f"agent{i}", metadata={}))
+        thread_id = str(uuid.uuid4())
+        await dl.update_thread(thread_id, name="Question", user_id=user.id)
+        sent = []
+        for turn in range(turns):
+            for kind in ("user_message", "assistant_message"):
+                step = {"id": str(uuid.uuid4()), "threadId": thread_id, "name": kind, "type": kind,
+                        "streaming": False, "output": f"{kind} {i}/{turn}", "createdAt": "2025-01-01T00:00:00Z"}
+                await dl.create_step(dict(step))
+                await dl.update_step({**step, "output": step["output"] + " (fin)"})
+                sent.append(step["id"])
+        return sent
+
+    return [s for ids in await asyncio.gather(*(agent(i) for i in range(agents))) for s in ids]
+
+
+def test_concurrent_agents_lose_no_history_write(layer):
+    async def scenario():
+        from chainlit.context import init_http_context
+
+        init_http_context()
+        dl = make_data_layer(layer)
+        sent = await _concurrent_agents(dl, agents=20, turns=5)
+        rows = await dl.execute_sql('SELECT "id", "output" FROM steps', {})
+        stored = {str(r["id"]): r["output"] for r in rows}
+        assert [s for s in sent if not str(stored.get(s, "")).endswith("(fin)")] == []  # 0 lost writes
+        await dl.close()
+
+    run(scenario())
+
+
+@pytest.mark.slow
+def test_history_writes_wait_for_another_process_holding_the_sqlite_file(tmp_path):
+    """Another process holds the write lock longer than SQLite's default 5 s: no write is lost."""
+    import threading
+    import time
+
+    url = database_url(None, tmp_path)
+    run(ensure_schema(url))
+    holder = sqlite3.connect(tmp_path / "chat.db", check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Thread(target=lambda: (time.sleep(6.5), holder.rollback()), daemon=True).start()
+
+    async def scenario():
+        from chainlit.context import init_http_context
+
+        init_http_context()
+        dl = make_data_layer(url)
+        sent = await _concurrent_agents(dl, agents=20, turns=1)
+        rows = await dl.execute_sql('SELECT "id" FROM steps', {})
+        assert sorted(sent) == sorted(str(r["id"]) for r in rows)
+        await dl.close()
+
+    run(scenario())
+    holder.close()
+
+
+def test_a_history_write_finally_lost_is_said_to_the_agent(tmp_path, monkeypatch):
+    from chat_ui import history_db, history_writes
+
+    monkeypatch.setattr(history_db, "BUSY_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(history_writes, "ATTEMPTS", 2)
+    monkeypatch.setattr(history_writes, "FIRST_DELAY_S", 0.05)
+    url = database_url(None, tmp_path)
+    run(ensure_schema(url))
+    emitted: list[tuple[str, dict]] = []
+
+    async def scenario():
+        from chainlit.context import init_ws_context
+        from chainlit.session import WebsocketSession
+        from chainlit.user import User
+
+        async def emit(event, data):
+            emitted.append((event, data))
+
+        dl = make_data_layer(url)
+        user = await dl.create_user(User(identifier="alice", metadata={}))
+        thread_id = str(uuid.uuid4())
+        await dl.update_thread(thread_id, name="Question", user_id=user.id)
+        session = WebsocketSession(id=str(uuid.uuid4()), socket_id="s", emit=emit, emit_call=None, user_env={},
+                                   client_type="webapp", thread_id=thread_id, user=user)
+        session.has_first_interaction = True
+        init_ws_context(session)
+        holder = sqlite3.connect(tmp_path / "chat.db")
+        holder.execute("BEGIN IMMEDIATE")  # another process keeps the file locked throughout
+        try:
+            await dl.create_step({"id": str(uuid.uuid4()), "threadId": thread_id, "name": "alice",
+                                  "type": "user_message", "streaming": False, "output": "Ma question",
+                                  "createdAt": "2025-01-01T00:00:00Z"})
+        finally:
+            holder.rollback()
+            holder.close()
+        await dl.close()
+
+    run(scenario())
+    said = [data for event, data in emitted if event == "new_message"]
+    assert len(said) == 1 and "n'a pas pu être enregistré dans l'historique" in said[0]["output"]
+
+
+def _damage(db: Path, where: str) -> None:
+    data = bytearray(db.read_bytes())
+    if where == "header":
+        data[0:16] = b"pas une base !!!"
+    else:  # a page in the middle of the steps table
+        page = int.from_bytes(data[16:18], "big")
+        middle = (len(data) // page) // 2
+        data[middle * page: middle * page + page] = bytes([0xA5]) * page
+    db.write_bytes(bytes(data))
+
+
+def _filled_history(tmp_path) -> Path:
+    url = database_url(None, tmp_path)
+    run(ensure_schema(url))
+    with sqlite3.connect(tmp_path / "chat.db") as conn:
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.execute("""INSERT INTO threads ("id", "userIdentifier") VALUES ('t', 'alice')""")
+        conn.executemany("""INSERT INTO steps ("id", "name", "type", "threadId", "streaming", "output")
+                            VALUES (?, 'x', 'user_message', 't', 0, ?)""",
+                         [(str(i), "question " * 40) for i in range(2000)])
+    return tmp_path / "chat.db"
+
+
+def test_a_damaged_page_of_the_history_stops_the_start_with_a_french_message(tmp_path):
+    db = _filled_history(tmp_path)
+    _damage(db, "page")
+    with pytest.raises(RuntimeError, match="endommagée") as raised:
+        run(ensure_schema(database_url(None, tmp_path)))
+    assert ".recover" in str(raised.value) and "sauvegarde" in str(raised.value)
+
+
+def test_serve_refuses_a_damaged_history_database_without_a_traceback(tmp_path):
+    import sys
+
+    db = _filled_history(tmp_path)
+    _damage(db, "header")
+    users = tmp_path / "users.yaml"
+    users.write_text("users: []\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COLLECTIVIA_", "CHAINLIT_"))}
+    env.update(COLLECTIVIA_DATA_DIR=str(tmp_path), COLLECTIVIA_USERS=str(users), COLUMNS="200")
+    done = subprocess.run([sys.executable, "-m", "collectivia.cli", "serve", "--port", str(free_port())], env=env,
+                          capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == 3, output
+    assert "Traceback" not in output and "endommagée" in output and ".recover" in output

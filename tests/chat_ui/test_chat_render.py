@@ -91,3 +91,35 @@ def test_feedback_card_starts_empty():
     props = feedback_props("msg-1", ("hallucination", "incomplet"))
     assert props == {"message_id": "msg-1", "tags": ["hallucination", "incomplet"], "value": None, "selected": [],
                      "comment": "", "sent": False}
+
+
+def test_the_answering_span_is_in_bold_in_the_first_extract_only():
+    text = ("Extraits des documents (réponse non générée, à vérifier dans les sources) :\n\n"
+            "« Une association peut emprunter au maximum 200 chaises. » [1]\n\n« Le parc compte 200 chaises. » [1]")
+    answer = Answer(question="q", text=text, citations=(citation(1),), refused=False, extractive=True,
+                    outcome="answer", answer_span="200 chaises")
+    rendered = render_answer(answer)
+    assert rendered.text.count("**200 chaises**") == 1
+    assert rendered.text.index("**200 chaises**") < rendered.text.index("Le parc compte")
+    assert "ne semblent pas y répondre" not in rendered.text
+
+
+def test_each_outcome_reads_differently():
+    uncertain = render_answer(Answer(question="q", text="Je ne suis pas sûr… « Le parc compte 600 chaises. » [1]",
+                                     citations=(citation(1),), refused=False, extractive=True, outcome="uncertain"))
+    confident = render_answer(Answer(question="q", text="Extraits… « Le parc compte 600 chaises. » [1]",
+                                     citations=(citation(1),), refused=False, extractive=True, outcome="answer"))
+    not_found = render_answer(Answer(question="q", text="Je n'ai trouvé aucune source pertinente.", citations=(),
+                                     refused=True, refusal_reason="not_found", outcome="not_found"))
+    assert "ne semblent pas y répondre directement" in uncertain.text and uncertain.sources
+    assert "Extraits choisis automatiquement" in confident.text
+    assert "Extraits choisis automatiquement" not in uncertain.text
+    assert not_found.sources == () and "Reformulez" in not_found.text
+
+
+def test_memory_is_released_at_most_once_per_interval():
+    from chat_ui.memory import MIN_INTERVAL_S, release_memory
+
+    assert release_memory(now=1e9) is True
+    assert release_memory(now=1e9 + MIN_INTERVAL_S / 2) is False  # a burst of ends trims once
+    assert release_memory(now=1e9 + MIN_INTERVAL_S + 1) is True

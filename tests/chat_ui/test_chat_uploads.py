@@ -11,7 +11,7 @@ from chat_ui.audit import AuditLog
 from chat_ui.backend import Backend
 from chat_ui.uploads import DocumentManager, Progress, check_metadata, folder_of, new_doc_id, safe_filename
 from collectivia.settings import LimitSettings, Settings
-from fixtures import make_md, make_zip_bomb
+from fixtures import make_md, make_pdf, make_zip_bomb
 from rag.access import User
 
 AGENT = User("a.martin", "Alice", frozenset({"rh"}))
@@ -117,6 +117,7 @@ def test_agents_and_foreign_services_are_refused_and_audited(manager, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_add_replace_withdraw_keeps_originals_and_writes_the_audit_log(manager, tmp_path):
     first = make_md(tmp_path / "badge.md", title="Badge", sections=[
         ("Article 1", "Le badge de parking est remis contre un dépôt de quarante-deux euros.")])
@@ -138,11 +139,21 @@ def test_add_replace_withdraw_keeps_originals_and_writes_the_audit_log(manager, 
     assert not manager.replace(OTHER_MANAGER, added.doc_id, first, "badge.md").ok
     assert not manager.withdraw(OTHER_MANAGER, added.doc_id).ok
 
-    # A corrupt new version changes nothing.
+    # A corrupt new version changes nothing: a PDF that cannot be cleaned is refused before it is indexed...
     broken = tmp_path / "broken.pdf"
     broken.write_bytes(b"%PDF-1.4\n broken \n%%EOF")
-    failed = manager.replace(MANAGER, added.doc_id, broken, "broken.pdf")
-    assert not failed.ok and "corrompu" in failed.message and "précédente reste en place" in failed.message
+    refused = manager.replace(MANAGER, added.doc_id, broken, "broken.pdf")
+    assert not refused.ok and "« broken.pdf »" in refused.message and "corrompu" in refused.message
+    assert str(tmp_path) not in refused.message
+    assert manager.backend.document_payload(added.doc_id)["source"] == str(source)
+    # ... and a clean PDF without any text fails at indexing without touching the previous version.
+    import pikepdf
+
+    blank = pikepdf.new()
+    blank.add_blank_page()
+    blank.save(tmp_path / "blanc.pdf")
+    failed = manager.replace(MANAGER, added.doc_id, tmp_path / "blanc.pdf", "blanc.pdf")
+    assert not failed.ok and "précédente reste en place" in failed.message, failed.message
     assert manager.backend.document_payload(added.doc_id)["source"] == str(source)
 
     # Same file again: nothing to do; a new version replaces the old one, which is archived.
@@ -159,8 +170,8 @@ def test_add_replace_withdraw_keeps_originals_and_writes_the_audit_log(manager, 
     assert withdrawn.ok and manager.backend.document_payload(added.doc_id) is None
     assert not new_source.exists() and list((manager.root / "_retires").rglob("badge-2026.md"))
     assert [(e["action"], e["outcome"]) for e in audit(manager)] == [
-        ("upload", "ok"), ("replace", "refused"), ("withdraw", "refused"), ("replace", "failed"),
-        ("replace", "unchanged"), ("replace", "ok"), ("withdraw", "ok")]
+        ("upload", "ok"), ("replace", "refused"), ("withdraw", "refused"), ("replace", "refused"),
+        ("replace", "failed"), ("replace", "unchanged"), ("replace", "ok"), ("withdraw", "ok")]
     entry = audit(manager)[0]
     assert entry["services"] == ["finances"] and entry["sha256"] and entry["file"] == "Badge parking.md"
 
@@ -173,4 +184,44 @@ def test_a_file_that_fails_to_parse_leaves_nothing_behind(manager, tmp_path):
     assert not outcome.ok and "« broken.pdf »" in outcome.message and "corrompu" in outcome.message
     assert manager.backend.store.documents() == {}
     assert [p.name for p in manager.root.iterdir() if not p.name.startswith("_")] == []
-    assert audit(manager)[-1]["outcome"] == "failed"
+    assert audit(manager)[-1]["outcome"] == "refused"  # a PDF that cannot be cleaned is not indexed
+
+
+def pdf_with_javascript(path: Path) -> Path:
+    import pikepdf
+
+    make_pdf(path, title="Permis de construire", sections=[("Article 1", "Le permis est instruit en deux mois.")])
+    with pikepdf.open(path, allow_overwriting_input=True) as pdf:
+        pdf.Root.OpenAction = pdf.make_indirect(pikepdf.Dictionary(
+            S=pikepdf.Name.JavaScript, JS=pikepdf.String("app.alert('pdf-js-ran');")))
+        pdf.save(path)
+    assert b"app.alert" in path.read_bytes()
+    return path
+
+
+@pytest.mark.slow
+def test_an_uploaded_pdf_is_kept_without_its_javascript_and_the_cleaning_is_audited(manager, tmp_path):
+    import pikepdf
+
+    upload = pdf_with_javascript(tmp_path / "upload-permis.pdf")
+    added = manager.add(MANAGER, upload, "Permis.pdf", title="Permis de construire", doc_type="procedure",
+                        services="rh")  # one service given as a string: "rh", not "r" and "h"
+    assert added.ok, added.message
+    assert added.services == ("rh",)
+    stored = Path(manager.backend.document_payload(added.doc_id)["source"])
+    assert stored.name == "Permis.pdf" and b"app.alert" not in stored.read_bytes()
+    with pikepdf.open(stored) as pdf:
+        assert "/OpenAction" not in pdf.Root and len(pdf.pages) >= 1
+    entry = audit(manager)[-1]
+    assert (entry["action"], entry["outcome"], entry["services"]) == ("upload", "ok", ["rh"])
+    assert "extraits indexés" in entry["detail"] and "/OpenAction" in entry["detail"], entry["detail"]
+    assert not list((manager.root / "_staging").glob("*/*"))
+    # The same PDF again is the same cleaned file: nothing to re-index.
+    assert manager.replace(MANAGER, added.doc_id, upload, "Permis.pdf").unchanged
+
+
+def test_one_service_given_as_a_string_is_not_split_into_letters(manager, tmp_path):
+    note = make_md(tmp_path / "note.md")
+    outcome = manager.add(MANAGER, note, "note.md", title="Note", doc_type="procedure", services="urbanisme")
+    assert not outcome.ok and "refusé : urbanisme" in outcome.message, outcome.message
+    assert audit(manager)[-1]["services"] == ["urbanisme"]

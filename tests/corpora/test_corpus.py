@@ -21,6 +21,7 @@ from rag.access import can_see, load_users
 ROOT = Path(__file__).resolve().parents[2]
 COMMUNE = ROOT / "corpora" / "commune"
 QUESTIONS = ROOT / "evals" / "datasets" / "commune.jsonl"
+COLLOQUIAL = ROOT / "evals" / "datasets" / "commune-colloquial.jsonl"
 USERS = ROOT / "corpora" / "users.yaml"
 
 
@@ -46,6 +47,16 @@ def documents() -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def questions() -> list[dict]:
     return [json.loads(line) for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def colloquial() -> list[dict]:
+    return [json.loads(line) for line in COLLOQUIAL.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def every_question(questions, colloquial) -> list[dict]:
+    return questions + colloquial
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +105,21 @@ def test_question_set_shape(questions):
                           "confidential_other_service"}
 
 
-def test_every_gold_document_exists_and_every_passage_is_in_it(questions, documents):
-    for q in questions:
+def test_the_colloquial_set_shape_and_split(colloquial, questions):
+    assert len(colloquial) >= 200 and len({q["id"] for q in colloquial}) == len(colloquial)
+    assert not {q["id"] for q in colloquial} & {q["id"] for q in questions}
+    assert not {q["question"] for q in colloquial} & {q["question"] for q in questions}
+    expected = Counter(q["expected"] for q in colloquial)
+    assert expected["refuse_not_found"] + expected["refuse_no_access"] >= 50 and expected["refuse_no_access"] >= 30
+    assert sum(q["type"] == "near_miss" for q in colloquial) >= 20
+    assert sum(q["lang"] == "en" for q in colloquial) >= 10
+    splits = Counter((q["split"], q["expected"]) for q in colloquial)
+    for kind in ("answer", "refuse_not_found", "refuse_no_access"):  # every behaviour on both sides of the split
+        assert splits[("train", kind)] >= 10 and splits[("test", kind)] >= 10
+
+
+def test_every_gold_document_exists_and_every_passage_is_in_it(every_question, documents):
+    for q in every_question:
         if q["expected"] == "refuse_not_found":
             assert q["gold_docs"] == [] and q["gold_passage"] is None, q["id"]
             continue
@@ -110,8 +134,8 @@ def test_every_gold_document_exists_and_every_passage_is_in_it(questions, docume
             assert passage in doc["text"], (q["id"], passage)
 
 
-def test_expected_behaviour_matches_access(questions, documents, users):
-    for q in questions:
+def test_expected_behaviour_matches_access(every_question, documents, users):
+    for q in every_question:
         user = users[q["user"]]
         visible = [can_see(user, documents[d]["meta"].services) for d in q["gold_docs"]]
         if q["expected"] == "answer":

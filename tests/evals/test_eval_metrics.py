@@ -148,3 +148,25 @@ def test_thresholds_gate():
     failures = check_thresholds(summary | {"access": {"leaks": 2}},
                                 {"min": {"retrieval.ndcg@10": 0.85, "answers.missing": 0.1}, "max": {"access.leaks": 0}})
     assert failures == ["retrieval.ndcg@10 = 0.8 < 0.85", "answers.missing = None < 0.1", "access.leaks = 2 > 0"]
+
+
+def test_outcomes_per_expected_behaviour_and_the_first_extract():
+    records = [
+        rec("a1", ["D1"], ["D1"], outcome="answer", refused=False, short_answer="200 chaises",
+            gold_passage="au maximum 30 tables et 200 chaises", answer="…",
+            extracts=["Une association peut emprunter au maximum 30 tables et 200 chaises.", "Le parc compte 600 chaises."]),
+        rec("a2", ["D1"], ["D1"], outcome="uncertain", refused=False, short_answer="200 chaises",
+            gold_passage="au maximum 30 tables et 200 chaises", answer="…",
+            extracts=["Le parc compte 600 chaises.", "Une association peut emprunter au maximum 30 tables et 200 chaises."]),
+        {"id": "n1", "expected": "refuse_not_found", "gold_docs": [], "retrieved_docs": [], "outcome": "not_found",
+         "refused": True},
+        {"id": "n2", "expected": "refuse_not_found", "gold_docs": [], "retrieved_docs": [], "outcome": "uncertain",
+         "refused": False},
+    ]
+    summary = summarise(records)
+    assert summary["outcomes"]["answer"] | {} == {"n": 2, "answer": 1, "uncertain": 1, "not_found": 0,
+                                                  "answer_share": 0.5, "uncertain_share": 0.5, "not_found_share": 0.0}
+    assert summary["outcomes"]["refuse_not_found"]["not_found"] == 1
+    assert summary["answers"]["first_extract_answers"] == 0.5  # the answer came first once, second once
+    assert summary["answers"]["answer_found"] == 1.0  # in the reply both times
+    assert summary["refusals"]["refuse_not_found"] == 0.5  # « uncertain » is not a refusal

@@ -86,6 +86,14 @@ def test_cli_run_writes_every_file_and_passes(tiny):
     full = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert full["index"]["documents"] == 3 and full["footprint"]["llm"] is False
     assert full["judge_scores"]["skipped"] is True
+    # the decision: an outcome per question, the distribution per expected behaviour, the calibration chart
+    assert all(r["outcome"] in ("answer", "uncertain", "not_found") for r in records.values())
+    assert all(0 <= r["answerability"] <= 1 for r in records.values())
+    assert records["Q4"]["outcome"] == "not_found" and records["Q1"]["outcome"] != "not_found"
+    assert sum(row["n"] for row in full["outcomes"].values()) == 4
+    assert 0 < full["answerability_thresholds"]["not_found"] <= full["answerability_thresholds"]["answer"] < 1
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "Issues de la décision" in report and (out / "calibration.png").is_file()
 
 
 def test_index_is_cached_by_settings_and_corpus(tiny):

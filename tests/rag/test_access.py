@@ -554,3 +554,11 @@ def test_get_user_on_an_unknown_id_lists_the_known_ones():
         get_user(users, "zoe")
     with pytest.raises(AccessError, match="aucun"):
         get_user({}, "zoe")
+
+
+def test_a_single_service_written_as_text_is_one_service_not_its_letters(tmp_path):
+    path = tmp_path / "users.yaml"
+    path.write_text("users:\n  - {id: f.lefebvre, name: Fabien, services: dsi, roles: agent}\n", encoding="utf-8")
+    user = load_users(path)["f.lefebvre"]
+    assert user.services == frozenset({"dsi"})
+    assert user.roles == frozenset({"agent"})

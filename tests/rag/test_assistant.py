@@ -4,6 +4,7 @@ server (or the ``ExtractiveGenerator``), citations checked."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -16,9 +17,10 @@ from ingest.pipeline import ChunkingOptions, Ingestor
 from ingest.store import CollectionInfo, EdgeStore
 from mistral_server import MistralServer, closed_port_url, mistral_server  # noqa: F401 - fixture
 from rag.access import Scope, User, can_see
+from rag.answerability import AnswerabilityModel
 from rag.assistant import NO_SOURCE_MESSAGE, Answer, Assistant, Event
 from rag.citations import SupportChecker, split_sentences
-from rag.generate import EXTRACT_HEADER, ExtractiveGenerator, MistralGenerator
+from rag.generate import EXTRACT_HEADER, UNCERTAIN_HEADER, ExtractiveGenerator, MistralGenerator
 from rag.prompts import NOT_FOUND_SENTENCE, SYSTEM_PROMPT
 from rag.retrieve import HybridRetriever, ScoredChunk
 
@@ -127,6 +129,8 @@ def index(tmp_path_factory, use_embedder, bm25) -> Index:
 
 
 def make_assistant(index: Index, generator, use_embedder, bm25, **options) -> Assistant:
+    """The product's assistant: the shipped answerability model decides (answer, uncertain, not found)."""
+    options.setdefault("model", AnswerabilityModel.load())
     return Assistant(HybridRetriever(index.store, use_embedder, bm25), generator, SupportChecker(bm25, use_embedder),
                      **options)
 
@@ -256,18 +260,24 @@ def test_nothing_relevant_refuses_without_calling_the_model(index, llm_assistant
     assert set(answer.closest_titles) <= index.visible_titles(user)
     for title in answer.closest_titles:
         assert f"« {title} »" in answer.text
-    assert all(t.relevance < llm_assistant.min_score for t in answer.trace)
+    assert answer.outcome == "not_found" and answer.probability < llm_assistant.model.not_found_threshold
     assert [e.kind for e in events] == ["sources", "token", "answer"] and events[0].sources == ()
     assert "generate" not in answer.timings_ms and "total" in answer.timings_ms
 
 
 def test_refusal_never_shows_titles_the_user_may_not_see(index, llm_assistant, mistral_server):
-    _, answer = ask(llm_assistant, "Quelles sont les sanctions disciplinaires du premier groupe ?", URBA)
+    # Only rh documents answer; an urbanisme agent gets a refusal, from the decision or from the model when the
+    # decision was not sure (it is then given the urbanisme agent's passages only).
+    _, answer = ask(llm_assistant, "Quelles sont les sanctions disciplinaires du premier groupe ?", URBA,
+                    server=mistral_server, reply=NOT_FOUND_SENTENCE)
     rh_titles = {index.titles[d] for d, s in index.services.items() if s == ("rh",)}
-    assert answer.refused and answer.refusal_reason == "not_found" and mistral_server.requests == []
-    assert answer.closest_titles and set(answer.closest_titles) <= index.visible_titles(URBA)
+    assert answer.refused and answer.outcome == "not_found"
+    assert answer.refusal_reason in ("not_found", "model_not_found")
+    assert set(answer.closest_titles) <= index.visible_titles(URBA)
     assert not set(answer.closest_titles) & rh_titles
     assert not any(title in answer.text for title in rh_titles)
+    sent = json.dumps([r.body for r in mistral_server.requests], ensure_ascii=False)
+    assert not any(title in sent for title in rh_titles) and "avertissement, le blâme" not in sent
 
 
 def test_model_down_gives_the_french_error_and_the_sources_found(index, use_embedder, bm25):
@@ -322,8 +332,8 @@ def test_follow_up_is_rewritten_before_retrieval(index, llm_assistant, mistral_s
     history = [("user", DELAI), ("assistant", "Quinze jours avant le départ [1].")]
     follow_up = "Et ensuite, qui doit donner son accord ?"
     retriever = HybridRetriever(index.store, use_embedder, bm25)
-    # asked as is, the follow-up matches nothing well enough
-    assert all(c.relevance < llm_assistant.min_score for c in retriever.retrieve(follow_up, RH, k=5))
+    # asked as is, the follow-up matches nothing well enough to answer
+    assert llm_assistant.decide(follow_up, retriever.retrieve(follow_up, RH, k=5))[1].outcome != "answer"
     mistral_server.reply(f"« {VALIDATION} »")
     _, answer = ask(llm_assistant, follow_up, RH, server=mistral_server, history=history,
                     reply="Le chef de service valide la demande sous cinq jours ouvrés [1].")
@@ -385,8 +395,7 @@ def test_trace_lists_the_retrieved_chunks_with_their_scores(index, llm_assistant
         assert 0 <= item.relevance <= 1 and item.score > 0
     scores = [t.score for t in trace]
     assert scores == sorted(scores, reverse=True)
-    relevant = [t.chunk_id for t in trace if t.relevance >= llm_assistant.min_score]
-    assert relevant == [s.id for s in answer.sources]
+    assert [t.chunk_id for t in trace] == [s.id for s in answer.sources]  # all given to the model, in order
     payload = answer.to_json()["trace"]
     assert [p["chunk_id"] for p in payload] == [t.chunk_id for t in trace]
     assert all(set(p) == {"chunk_id", "doc_id", "score", "relevance"} for p in payload)
@@ -402,12 +411,14 @@ def test_extractive_answer_quotes_and_cites_the_sources(index, extractive_assist
     events, answer = ask(extractive_assistant, DELAI, RH, history=history)
     assert answer.extractive and answer.generator == "extractive"
     assert answer.standalone_question is None and "rewrite" not in answer.timings_ms  # no rewriting without an LLM
-    assert answer.text.startswith(EXTRACT_HEADER) and not answer.refused and answer.error is None
+    header = EXTRACT_HEADER if answer.outcome == "answer" else UNCERTAIN_HEADER
+    assert answer.text.startswith(header) and not answer.refused and answer.error is None
     quotes = re.findall(r"« (.+?) » \[(\d+)\]", answer.text)
     assert 1 <= len(quotes) <= 3
     for sentence, n in quotes:
         assert sentence in split_sentences(answer.sources[int(n) - 1].text)
-    assert any("quinze jours avant le départ" in sentence for sentence, _ in quotes)
+    assert "quinze jours avant le départ" in quotes[0][0]  # the answer first
+    assert answer.answer_span == "quinze jours" and answer.extracts[0] == quotes[0][0]
     assert {c.n for c in answer.citations} == {int(n) for _, n in quotes}
     assert answer.unsupported == ()
     assert "".join(e.token for e in events if e.kind == "token") == answer.text
@@ -561,3 +572,26 @@ def test_build_assistant_sends_the_configured_llm_settings(index, mistral_server
     assert request.authorization == "Bearer cle-du-fichier-env"
     assert (request.body["model"], request.body["temperature"], request.body["max_tokens"]) == (
         "open-mistral-nemo", 0.3, 256)
+
+
+def test_an_uncertain_decision_still_asks_the_model(index, mistral_server, use_embedder, bm25):
+    """With an LLM the decision only skips the model when nothing relevant was found."""
+    assistant = make_assistant(index, mistral(mistral_server.base_url), use_embedder, bm25,
+                               answer_threshold=1.0, not_found_threshold=0.0)  # every question « uncertain »
+    _, answer = ask(assistant, DELAI, RH, server=mistral_server,
+                    reply="La demande est déposée quinze jours avant le départ [1].")
+    assert len(mistral_server.completions) == 1
+    assert answer.outcome == "uncertain" and not answer.refused and answer.citations
+
+
+def test_the_models_not_found_sentence_is_a_refusal_even_with_a_citation(index, llm_assistant, mistral_server):
+    _, answer = ask(llm_assistant, DELAI, RH, server=mistral_server, reply=f"{NOT_FOUND_SENTENCE} [1]")
+    assert answer.refused and answer.refusal_reason == "model_not_found" and answer.outcome == "not_found"
+
+
+def test_extractive_answer_reports_its_outcome_extracts_and_span(index, extractive_assistant):
+    _, answer = ask(extractive_assistant, "Combien de caractères doit comporter le mot de passe ?", RH)
+    data = answer.to_json()
+    assert data["outcome"] in ("answer", "uncertain") and 0 <= data["answerability"] <= 1
+    assert data["extracts"] and "douze caractères" in data["extracts"][0]
+    assert data["answer_span"] and data["answer_span"] in data["extracts"][0]

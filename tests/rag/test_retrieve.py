@@ -168,9 +168,16 @@ def _hit(embedder, text: str, *, dense: bool = True, **payload) -> Hit:
 
 
 def test_relevance_is_in_0_1_and_higher_for_a_matching_chunk(use_embedder, bm25):
-    retriever = HybridRetriever(None, use_embedder, bm25)  # type: ignore[arg-type]
+    base = HybridRetriever(None, use_embedder, bm25)  # type: ignore[arg-type]
     query = use_embedder.embed_query(QUESTION)
     terms = set(bm25.embed_query(QUESTION)[0])
+
+    class retriever:  # relevance from the question's vector, as ``candidates`` computes it
+        @staticmethod
+        def relevance(vector, words, hit):
+            cosine = float(np.dot(vector, np.asarray(hit.dense))) if hit.dense is not None else 0.0
+            return base.relevance(cosine, words, hit)
+
     matching = retriever.relevance(query, terms, _hit(use_embedder, MATCHING))
     unrelated = retriever.relevance(query, terms, _hit(use_embedder, UNRELATED))
     same = retriever.relevance(query, terms, _hit(use_embedder, QUESTION))

@@ -1,0 +1,187 @@
+"""What the passages a user may see say about a question: sentences ranked by how likely they hold the answer,
+and the question-level signals the answerability decision reads.
+
+Everything here is computed from the question and the passages retrieved under the user's access filter, plus
+word frequencies of general usage (``rag.question``): nothing from documents the user may not see.
+
+Per sentence: weighted share of the question's words in the sentence and in its context (title, section, the
+sentence before), closeness of meaning (embedding cosine, which also carries questions asked in English), whether
+it holds a span of the kind asked for (an amount for « combien ça coûte », a date for « quand »), the rank of its
+passage. A small learned model (``rag.answerability.SentenceModel``) turns these into a score.
+
+Per question: coverage of the question's weighted words by the best passage and by all of them, the weight of the
+words found in no passage (« PACS », a typo excepted), key entities (years, numbers, acronyms) found nowhere, best
+cosine and its margin, agreement of the meaning and word rankings, the best sentence's score and type match.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from rapidfuzz import fuzz, process
+
+from rag.citations import split_sentences
+from rag.question import QuestionAnalysis, Term, analyse
+from rag.retrieve import ScoredChunk
+from rag.spans import Span, find_spans, fold
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+MAX_SENTENCES = 20  # sentences embedded per question (the best by words, then by passage rank): ~35 ms with USE
+SENTENCE_FEATURES = ("cov", "ctx_cov", "dense", "rare", "entities", "type_match", "rank", "first", "length",
+                     "en_dense")
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    n: int  # number of its source (1-based, order of the sources)
+    position: int  # index among the sentences of its source
+    text: str
+    spans: tuple[Span, ...]  # spans of the asked kind
+    features: dict[str, float] = field(hash=False, compare=False)
+    score: float = 0.0  # probability that it holds the answer (sentence model)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    question: QuestionAnalysis
+    sentences: tuple[Sentence, ...]  # best first
+    features: dict[str, float]
+    missing_entities: tuple[str, ...]  # entities of the question that no passage contains
+    other_entities: tuple[str, ...]  # what the passages give instead (other years)
+
+
+def _has(term: Term, ids: set[int], words: Sequence[str]) -> bool:
+    if set(term.ids) & ids:
+        return True
+    if not term.known and len(term.word) >= 5 and words:  # a typo: the closest word of the passage
+        match = process.extractOne(term.word, words, scorer=fuzz.ratio, score_cutoff=80)
+        return match is not None
+    return False
+
+
+def coverage(q: QuestionAnalysis, ids: set[int], words: Sequence[str], terms: Sequence[Term] | None = None) -> float:
+    """Weighted share of the question's terms (or of ``terms``) found in a text's term ids and words."""
+    terms = q.terms if terms is None else terms
+    total = sum(t.weight for t in terms)
+    if total <= 0:
+        return 0.0
+    return sum(t.weight for t in terms if _has(t, ids, words)) / total
+
+
+class EvidenceReader:
+    """Reads the sources for a question. ``sentence_model`` scores sentences (``None``: words and meaning only)."""
+
+    def __init__(self, sparse, embedder=None, sentence_model=None) -> None:
+        self.sparse = sparse
+        self.embedder = embedder
+        self.sentence_model = sentence_model
+
+    def _ids(self, text: str) -> set[int]:
+        return set(self.sparse.embed_document(text)[0])
+
+    def read(self, question: str, sources: Sequence[ScoredChunk], analysis: QuestionAnalysis | None = None,
+             query_vector: np.ndarray | None = None) -> Evidence:
+        q = analysis or analyse(question, self.sparse)
+        en = 1.0 if q.lang == "en" else 0.0
+        rare = sorted(q.terms, key=lambda t: -t.weight)[:2]  # the most decisive words: together in one sentence?
+        rare_best = 0.0
+        source_ids: list[set[int]] = []
+        source_words: list[list[str]] = []
+        candidates: list[tuple[int, int, str, float, float, float]] = []  # n, position, text, cov, ctx_cov, rare
+        for n, source in enumerate(sources, start=1):
+            head = f"{source.title} {source.section}"
+            ids = self._ids(f"{head} {source.text}")
+            words = list(dict.fromkeys(_WORD.findall(fold(f"{head} {source.text}"))))
+            source_ids.append(ids)
+            source_words.append(words)
+            head_ids = self._ids(head)
+            previous: set[int] = set()
+            for position, sentence in enumerate(split_sentences(source.text)):
+                if len(_WORD.findall(sentence)) < 4:  # headings and fragments say nothing on their own
+                    previous = self._ids(sentence)
+                    continue
+                s_ids = self._ids(sentence)
+                s_words = _WORD.findall(fold(sentence))
+                cov = coverage(q, s_ids, s_words)
+                ctx = coverage(q, s_ids | head_ids | previous, s_words)
+                rare_here = coverage(q, s_ids | head_ids | previous, s_words, rare)
+                rare_best = max(rare_best, rare_here)
+                candidates.append((n, position, sentence, cov, ctx, rare_here))
+                previous = s_ids
+        candidates.sort(key=lambda c: (-c[4], c[0], c[1]))
+        candidates = candidates[:MAX_SENTENCES]
+        dense = self._dense(question, [c[2] for c in candidates], query_vector)
+        sentences = []
+        entities = [fold(e) for e in q.entities]
+        for (n, position, text, cov, ctx, rare_here), cosine in zip(candidates, dense):
+            spans = tuple(find_spans(text, q.answer_type))
+            folded = fold(text)
+            features = {"cov": cov, "ctx_cov": ctx, "dense": cosine, "rare": rare_here,
+                        "entities": (sum(e in folded for e in entities) / len(entities)) if entities else 0.5,
+                        "type_match": 1.0 if spans else (0.5 if q.answer_type is None else 0.0),
+                        "rank": float(n), "first": 1.0 if position == 0 else 0.0,
+                        "length": math.log1p(len(text)), "en_dense": en * cosine}
+            score = self.sentence_model.score(features) if self.sentence_model else 0.5 * ctx + 0.5 * cosine
+            sentences.append(Sentence(n, position, text, spans, features, score))
+        sentences.sort(key=lambda s: (-s.score, s.n, s.position))
+        features, missing, other = self._question_features(q, sources, source_ids, source_words, sentences)
+        features["rare_sentence"] = rare_best
+        features["rare_first"] = coverage(q, source_ids[0], source_words[0], rare[:1]) if sources else 0.0
+        # One sentence with both the question's words and the kind of span it asks for (« combien » → an amount).
+        features["cov_type"] = max((x.features["ctx_cov"] * x.features["type_match"] for x in sentences), default=0.0)
+        features["rare_type"] = max((x.features["rare"] * x.features["type_match"] for x in sentences), default=0.0)
+        return Evidence(q, tuple(sentences), features, missing, other)
+
+    def _dense(self, question: str, texts: list[str], query_vector) -> list[float]:
+        if self.embedder is None or not texts:
+            return [0.0] * len(texts)
+        query = query_vector if query_vector is not None else self.embedder.embed_query(question)
+        vectors = np.asarray(self.embedder.embed_documents(texts), dtype=np.float32)
+        return [float(v) for v in vectors @ np.asarray(query, dtype=np.float32)]
+
+    def _question_features(self, q: QuestionAnalysis, sources: Sequence[ScoredChunk], source_ids, source_words,
+                           sentences: Sequence[Sentence]) -> tuple[dict[str, float], tuple[str, ...], tuple[str, ...]]:
+        en = 1.0 if q.lang == "en" else 0.0
+        covs = [coverage(q, ids, words) for ids, words in zip(source_ids, source_words)]
+        union_ids = set().union(*source_ids) if source_ids else set()
+        union_words = [w for words in source_words for w in words]
+        missing_terms = [t for t in q.terms if not _has(t, union_ids, union_words)]
+        texts = fold(" ".join(f"{s.title} {s.section} {s.text}" for s in sources))
+        missing_entities = tuple(e for e in q.entities if fold(e) not in texts)
+        near = fold(" ".join(s.text for s in sentences[:3]))  # the best sentences must hold them too
+        missing_near = [e for e in q.entities if fold(e) not in near]
+        years = [e for e in missing_entities if re.fullmatch(r"(?:19|20)\d{2}", e)]
+        other = tuple(sorted(set(re.findall(r"\b(?:19|20)\d{2}\b", texts)) - set(q.entities)))[:6] if years else ()
+        cosines = [s.cosine for s in sources] or [0.0]
+        top_dense = int(np.argmax(cosines)) if sources else -1
+        top_words = int(np.argmax(covs)) if covs else -1
+        best = sentences[0] if sentences else None
+        top3 = [s.score for s in sentences[:3]]
+        features = {
+            "cov_best": max(covs, default=0.0),
+            "cov_first": covs[0] if covs else 0.0,
+            "cov_union": coverage(q, union_ids, union_words),
+            "missing_max": max((t.weight for t in missing_terms if t.known), default=0.0),
+            "missing_share": sum(t.weight for t in missing_terms) / q.total_weight if q.total_weight else 1.0,
+            "entities_missing": float(len(missing_entities)),
+            "entities_missing_near": float(len(missing_near)),
+            "cov_sent_max": max((s.features["ctx_cov"] for s in sentences), default=0.0),
+            "cov_sent_words": max((s.features["cov"] for s in sentences), default=0.0),
+            "cos1": max(cosines),
+            "cos_margin": max(cosines) - (sorted(cosines, reverse=True)[4] if len(cosines) >= 5 else min(cosines)),
+            "agree": 1.0 if sources and sources[top_dense].doc_id == sources[top_words].doc_id else 0.0,
+            "sent_best": best.score if best else 0.0,
+            "sent_top3": sum(top3) / len(top3) if top3 else 0.0,
+            "sent_cov": best.features["ctx_cov"] if best else 0.0,
+            "sent_dense": max((s.features["dense"] for s in sentences), default=0.0),
+            "type_asked": 0.0 if q.answer_type is None else 1.0,
+            "type_found": best.features["type_match"] if best else 0.0,
+            "lang_en": en,
+            "en_cos1": en * max(cosines),
+            "n_terms": float(len(q.terms)),
+        }
+        return features, missing_entities, other
