@@ -100,8 +100,8 @@ PASSAGE_WIDTH = 700  # characters of the source shown around the cited sentence
 
 def passage_around(text: str, sentence: str, checker: "SupportChecker | None" = None,
                    width: int = PASSAGE_WIDTH) -> str:
-    """The part of a source around the sentence that cites it (the sentence quoted, or the source sentence that
-    shares most of its words), cut at sentence ends; the whole source when it is short."""
+    """The part of a source from the sentence that cites it (the sentence quoted, or the source sentence that shares
+    most of its words) to a sentence end ``width`` characters on; the whole source when it is short."""
     if len(text) <= width:
         return text
     quoted = MARKER.sub("", sentence).strip().strip("«»\"“” ").strip()
@@ -114,12 +114,8 @@ def passage_around(text: str, sentence: str, checker: "SupportChecker | None" = 
         at, quoted = text.find(best), best
         if at < 0:
             return text[:width]
-    margin = max(0, (width - len(quoted)) // 2)
-    start = max(0, at - margin)
-    if start > 0:  # begin at a sentence start
-        boundary = text.find(". ", start, at)
-        start = boundary + 2 if boundary >= 0 else start
-    end = min(len(text), at + len(quoted) + margin)
+    start = at  # the card opens on the cited sentence (the agent reads its first lines), then what follows
+    end = min(len(text), at + max(width, len(quoted)))
     if end < len(text):  # end at a sentence end
         boundary = text.rfind(". ", at + len(quoted), end)
         end = boundary + 1 if boundary >= 0 else end

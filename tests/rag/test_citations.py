@@ -203,3 +203,13 @@ def test_build_citations_accepts_another_url(bm25):
     _, (citation,) = build_citations("Texte du permis [1].", [source("X", "Texte du permis")], SupportChecker(bm25),
                                      url=lambda s: f"https://ged.example/{s.doc_id}")
     assert citation.open_url == "https://ged.example/X"
+
+
+def test_the_card_passage_opens_on_the_cited_sentence_of_a_long_source():
+    from rag.citations import passage_around
+
+    text = "Préambule sans rapport. " * 40 + "Le délai de dépôt est de quinze jours. " + "Suite de la procédure. " * 60
+    passage = passage_around(text, "« Le délai de dépôt est de quinze jours. » [1]")
+    assert passage.startswith("… Le délai de dépôt est de quinze jours.")
+    assert passage.endswith(" …") and len(passage) <= 700 + 4
+    assert passage_around("Court texte.", "autre chose") == "Court texte."
