@@ -257,7 +257,9 @@ def ask(
         ]
         print(json.dumps(data, ensure_ascii=False, indent=2))
         return
-    label = {"answer": "réponse", "uncertain": "pas sûr", "not_found": "introuvable"}[answer.outcome]
+    from rag.answerability import OUTCOME_LABELS
+
+    label = OUTCOME_LABELS[answer.outcome]
     if answer.probability is not None:
         Console().print(f"[dim]Décision : {label} (probabilité que les passages répondent : "
                         f"{answer.probability:.2f})[/dim]" + (f" ; [bold]{answer.answer_span}[/bold]"

@@ -23,8 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
+from evals.metrics import outcome_table
 from evals.text import holds_answer
-from rag.answerability import DEFAULT_MODEL, AnswerabilityModel, LinearModel
+from rag.answerability import DEFAULT_MODEL, OUTCOMES, AnswerabilityModel, LinearModel, outcome_at
 from rag.evidence import SENTENCE_FEATURES, EvidenceReader
 
 QUESTION_FEATURES = ("cov_best", "cov_first", "cov_union", "missing_max", "missing_share", "entities_missing",
@@ -115,15 +116,6 @@ def operating_points(probs: Sequence[float], labels: Sequence[int], *, max_false
     return high, round(min(low, high), 4)
 
 
-def outcome_table(probs: Sequence[float], samples: Sequence[Sample], high: float, low: float) -> dict:
-    table: dict[str, dict[str, int]] = {}
-    for p, s in zip(probs, samples):
-        outcome = "answer" if p >= high else ("not_found" if p < low else "uncertain")
-        row = table.setdefault(s.expected, {"answer": 0, "uncertain": 0, "not_found": 0})
-        row[outcome] += 1
-    return table
-
-
 def calibration(probs: Sequence[float], labels: Sequence[int], bins: int = 5) -> list[tuple[str, int, float, float]]:
     out = []
     for b in range(bins):
@@ -146,9 +138,10 @@ def describe(title: str, probs, samples, high, low) -> list[str]:
     for label, n, mean, rate in calibration(probs, labels):
         lines.append(f"    {label} : {n:4d}  {mean:.2f}  {rate:.2f}")
     lines.append(f"  issues (seuils réponse ≥ {high}, introuvable < {low}) par comportement attendu :")
-    for expected, row in sorted(outcome_table(probs, samples, high, low).items()):
-        n = sum(row.values())
-        lines.append("    " + f"{expected:17}" + "  ".join(f"{k} {v:3d} ({v / n:.0%})" for k, v in row.items()))
+    records = [{"expected": s.expected, "outcome": outcome_at(p, high, low)} for p, s in zip(probs, samples)]
+    for expected, row in sorted(outcome_table(records).items()):
+        lines.append("    " + f"{expected:17}" + "  ".join(f"{k} {row[k]:3d} ({row[k] / row['n']:.0%})"
+                                                             for k in OUTCOMES))
     return lines
 
 

@@ -7,9 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-OUTCOME_LABELS = {"answer": "réponse", "uncertain": "pas sûr", "not_found": "introuvable"}
-
-
 def outcome_lines(summary: dict) -> list[str]:
     table = summary.get("outcomes") or {}
     if not table:

@@ -21,6 +21,7 @@ from typing import Literal, Sequence
 
 Outcome = Literal["answer", "uncertain", "not_found"]
 OUTCOMES: tuple[Outcome, ...] = ("answer", "uncertain", "not_found")
+OUTCOME_LABELS: dict[str, str] = {"answer": "réponse", "uncertain": "pas sûr", "not_found": "introuvable"}
 DEFAULT_MODEL = Path(__file__).with_name("models") / "answerability.json"
 
 
@@ -54,6 +55,13 @@ class LinearModel:
                    tuple(map(float, data["coef"])), float(data["intercept"]))
 
 
+def outcome_at(p: float, answer_threshold: float, not_found_threshold: float) -> Outcome:
+    """The outcome of a probability between the two operating points (« not found » never above « answer »)."""
+    if p >= answer_threshold:
+        return "answer"
+    return "not_found" if p < min(not_found_threshold, answer_threshold) else "uncertain"
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     outcome: Outcome
@@ -77,8 +85,7 @@ class AnswerabilityModel:
             return Decision("not_found", p)
         high = self.answer_threshold if answer_threshold is None else answer_threshold
         low = self.not_found_threshold if not_found_threshold is None else not_found_threshold
-        outcome: Outcome = "answer" if p >= high else ("not_found" if p < min(low, high) else "uncertain")
-        return Decision(outcome, p)
+        return Decision(outcome_at(p, high, low), p)
 
     def to_json(self) -> dict:
         return {"format": 1, "sentence": self.sentence.to_json(), "question": self.question.to_json(),

@@ -7,10 +7,11 @@ word frequencies of general usage (``rag.question``): nothing from documents the
 Per sentence: weighted share of the question's words in the sentence and in its context (title, section, the
 sentence before), closeness of meaning (embedding cosine, which also carries questions asked in English), whether
 it holds a span of the kind asked for (an amount for « combien ça coûte », a date for « quand »), the rank of its
-passage. A small learned model (``rag.answerability.SentenceModel``) turns these into a score.
+passage. A small learned model (``AnswerabilityModel.sentence``, ``rag.answerability``) turns these into a
+score.
 
 Per question: coverage of the question's weighted words by the best passage and by all of them, the weight of the
-words found in no passage (« PACS », a typo excepted), key entities (years, numbers, acronyms) found nowhere, best
+words found in no passage (« PACS », a typo excepted), key entities (years, numbers, acronyms, proper nouns) found nowhere, best
 cosine and its margin, agreement of the meaning and word rankings, the best sentence's score and type match.
 """
 
@@ -83,9 +84,8 @@ class EvidenceReader:
     def _ids(self, text: str) -> set[int]:
         return set(self.sparse.embed_document(text)[0])
 
-    def read(self, question: str, sources: Sequence[ScoredChunk], analysis: QuestionAnalysis | None = None,
-             query_vector: np.ndarray | None = None) -> Evidence:
-        q = analysis or analyse(question, self.sparse)
+    def read(self, question: str, sources: Sequence[ScoredChunk]) -> Evidence:
+        q = analyse(question, self.sparse)
         en = 1.0 if q.lang == "en" else 0.0
         rare = sorted(q.terms, key=lambda t: -t.weight)[:2]  # the most decisive words: together in one sentence?
         rare_best = 0.0
@@ -114,7 +114,7 @@ class EvidenceReader:
                 previous = s_ids
         candidates.sort(key=lambda c: (-c[4], c[0], c[1]))
         candidates = candidates[:MAX_SENTENCES]
-        dense = self._dense(question, [c[2] for c in candidates], query_vector)
+        dense = self._dense(question, [c[2] for c in candidates])
         sentences = []
         entities = [fold(e) for e in q.entities]
         for (n, position, text, cov, ctx, rare_here), cosine in zip(candidates, dense):
@@ -136,10 +136,10 @@ class EvidenceReader:
         features["rare_type"] = max((x.features["rare"] * x.features["type_match"] for x in sentences), default=0.0)
         return Evidence(q, tuple(sentences), features, missing, other)
 
-    def _dense(self, question: str, texts: list[str], query_vector) -> list[float]:
+    def _dense(self, question: str, texts: list[str]) -> list[float]:
         if self.embedder is None or not texts:
             return [0.0] * len(texts)
-        query = query_vector if query_vector is not None else self.embedder.embed_query(question)
+        query = self.embedder.embed_query(question)
         vectors = np.asarray(self.embedder.embed_documents(texts), dtype=np.float32)
         return [float(v) for v in vectors @ np.asarray(query, dtype=np.float32)]
 

@@ -175,7 +175,6 @@ class MistralGenerator:
         return rewritten or question
 
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 UNCERTAIN_HEADER = ("Je ne suis pas sûr que ces documents répondent à votre question. Voici les passages les plus "
                     "proches, à vérifier :")
 

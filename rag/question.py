@@ -58,15 +58,23 @@ _FR_WORDS = frozenset("le la les un une des est et de du en je tu il on nous vou
                       "dois peut peux".split())
 
 
+def spelled(token: str) -> str | None:
+    """What a shorthand word stands for (« cb » → « combien »), or None. A shorthand of one or two letters counts
+    only as typed in lower or upper case (« ST » yes, « St-Martin » no)."""
+    key = fold(token).strip("?!.,;:()«»\"")
+    if key in SHORTHAND and not (len(key) <= 2 and token.strip("?!.,;:") not in (key, key.upper())):
+        return SHORTHAND[key]
+    return None
+
+
 def expand(question: str) -> str:
     """The question with the spelled-out form after each shorthand word (« cb de jrs » → « cb combien de jrs
     jours »); unchanged when there is none."""
     out: list[str] = []
     for token in question.split():
         out.append(token)
-        key = fold(token).strip("?!.,;:()«»\"")
-        if key in SHORTHAND and not (len(key) <= 2 and token.strip("?!.,;:") not in (key, key.upper())):
-            out.append(SHORTHAND[key])
+        if (form := spelled(token)) is not None:
+            out.append(form)
     return " ".join(out)
 
 
@@ -138,17 +146,16 @@ def analyse(question: str, sparse) -> QuestionAnalysis:
         word = fold(token).strip("'-")
         if len(word) < 2 or word in FILLER or word.split("'")[-1] in FILLER:
             continue  # how it is asked, not what about
-        spelled = SHORTHAND.get(word)
-        if spelled is None or expand(token) == token:
+        form = spelled(token)
+        if form is None:
             add(word)
             continue
-        words = [w for w in (fold(x) for x in _TOKEN.findall(spelled)) if w not in FILLER and len(w) > 1]
+        words = [w for w in (fold(x) for x in _TOKEN.findall(form)) if w not in FILLER and len(w) > 1]
         if len(words) == 1:
             add(word, words[0])
         else:
             for w in words:
                 add(w)
-    spelled_out = " ".join(SHORTHAND.get(fold(t).strip("?!.,;:"), t) if expand(t) != t else t
-                           for t in question.split())
+    spelled_out = " ".join(spelled(t) or t for t in question.split())
     return QuestionAnalysis(question, expanded, lang, answer_type(spelled_out), tuple(terms.values()),
                             key_entities(question))
