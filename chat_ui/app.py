@@ -12,11 +12,12 @@ from typing import Dict, Optional
 
 import chainlit as cl
 
-from chat_ui import conversation, upload_dialogs
+from chat_ui import conversation, my_data, session, upload_dialogs
 from chat_ui.auth import OIDC, PASSWORD, check_password_async, map_claims, oidc_display_name, session_metadata
 from chat_ui.backend import get_backend
 from chat_ui.datalayer import database_url, make_data_layer
 from chat_ui.memory import release_memory
+from chat_ui.reports import dashboard
 from chat_ui.sessions import new_session_claims
 from rag.access import User
 
@@ -56,16 +57,19 @@ else:
 @cl.on_app_startup
 async def startup() -> None:
     backend.start_loading()
+    my_data.start_automatic_purge()  # the history older than the retention: now, then daily
 
 
 @cl.on_app_shutdown
 async def shutdown() -> None:
+    my_data.stop_automatic_purge()
     backend.close()
 
 
 @cl.on_chat_start
 async def chat_start() -> None:
     await conversation.start()
+    await my_data.offer()  # « Supprimer toutes mes conversations », under the welcome
 
 
 @cl.on_chat_end
@@ -77,6 +81,7 @@ async def chat_end() -> None:
 @cl.on_chat_resume
 async def chat_resume(thread) -> None:
     await conversation.resume(thread)
+    await my_data.offer(thread)
 
 
 @cl.on_settings_update
@@ -94,13 +99,13 @@ async def feedback(action: cl.Action):
     return await conversation.save_feedback(action)
 
 
-@cl.action_callback(conversation.MANAGE_ADD)
+@cl.action_callback(session.MANAGE_ADD)
 async def add_document(action: cl.Action):
     # The dialog waits for a file and a form: it runs on its own, and the button gets its answer at once.
     asyncio.ensure_future(upload_dialogs.add_document())
 
 
-@cl.action_callback(conversation.MANAGE_LIST)
+@cl.action_callback(session.MANAGE_LIST)
 async def list_documents(action: cl.Action):
     await upload_dialogs.list_documents()
 
@@ -113,3 +118,23 @@ async def replace_document(action: cl.Action):
 @cl.action_callback("Retirer un document")
 async def withdraw_document(action: cl.Action):
     return await upload_dialogs.withdraw_document(action)
+
+
+@cl.action_callback(my_data.DELETE_ALL)
+async def delete_my_conversations(action: cl.Action):
+    await my_data.ask_confirmation(action)
+
+
+@cl.action_callback(my_data.CONFIRM)
+async def confirm_delete_my_conversations(action: cl.Action):
+    await my_data.delete_all(action)
+
+
+@cl.action_callback(my_data.CANCEL)
+async def cancel_delete_my_conversations(action: cl.Action):
+    await my_data.cancel(action)
+
+
+@cl.action_callback(dashboard.OPEN)
+async def open_dashboard(action: cl.Action):
+    await dashboard.open_dashboard()  # refused (and audited) for an agent

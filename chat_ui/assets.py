@@ -24,7 +24,6 @@ _FONT_BLOCK = re.compile(r"<!-- FONT START -->.*?<!-- FONT END -->", re.DOTALL)
 _EXTERNAL_LINK = re.compile(r"\s*<link\b[^>]*\bhref=\"https?://[^\"]*\"[^>]*/?>", re.IGNORECASE | re.DOTALL)
 _EXTERNAL_META = re.compile(r"(<meta\b[^>]*\bcontent=\")https?://[^\"]*(\"[^>]*>)", re.IGNORECASE)
 _EXTERNAL_SCRIPT = re.compile(r"\s*<script\b[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.IGNORECASE)
-_URL = re.compile(r"(?:href|src|content)=\"(https?://[^\"]+)\"", re.IGNORECASE)
 
 # Translations of ours, over Chainlit's fr-FR (same keys).
 FR_OVERRIDES: dict = {
@@ -59,11 +58,6 @@ def sovereign_html(html: str, *, meta_image: str = "/public/logo_light.svg") -> 
     html = _EXTERNAL_META.sub(r"\g<1>/\g<2>", html)
     html = re.sub(r"<html lang=\"[^\"]*\"", '<html lang="fr"', html, count=1)
     return html
-
-
-def external_urls(html: str) -> list[str]:
-    """Absolute http(s) addresses the page would make the browser load or announce."""
-    return _URL.findall(html)
 
 
 def patch_chainlit_html() -> None:

@@ -16,40 +16,30 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable
 
-ACTIONS = ("upload", "replace", "withdraw")
+ACTIONS = ("upload", "replace", "withdraw", "report")  # report: a manager's dashboard opened or refused
 OUTCOMES = ("ok", "refused", "failed", "unchanged", "interrupted")
 
 
-class AuditLog:
+class JsonLinesLog:
+    """An append-only audit file: one JSON object per line, synced to disk, private (600) in a private folder."""
+
+    ACTIONS: tuple[str, ...] = ()
+    OUTCOMES: tuple[str, ...] = ()
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
 
-    def write(self, *, action: str, outcome: str, user_id: str, user_name: str = "", doc_id: str = "",
-              title: str = "", doc_type: str = "", services: Iterable[str] = (), file: str = "", size: int | None = None,
-              sha256: str = "", detail: str = "") -> dict[str, Any]:
-        if action not in ACTIONS:
+    def _append(self, action: str, outcome: str, entry: dict[str, Any]) -> dict[str, Any]:
+        if action not in self.ACTIONS:
             raise ValueError(f"action d'audit inconnue : « {action} »")
-        if outcome not in OUTCOMES:
+        if outcome not in self.OUTCOMES:
             raise ValueError(f"issue d'audit inconnue : « {outcome} »")
-        entry = {
-            "ts": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "action": action,
-            "outcome": outcome,
-            "user": user_id,
-            "user_name": user_name,
-            "doc_id": doc_id,
-            "title": title,
-            "doc_type": doc_type,
-            "services": sorted(services),
-            "file": file,
-            "size": size,
-            "sha256": sha256,
-            "detail": detail,
-        }
+        entry = {"ts": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "action": action,
+                 "outcome": outcome, **entry}
         line = json.dumps(entry, ensure_ascii=False) + "\n"
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, line.encode("utf-8"))
@@ -70,3 +60,24 @@ class AuditLog:
                 except ValueError:
                     continue
         return out
+
+
+class AuditLog(JsonLinesLog):
+    ACTIONS = ACTIONS
+    OUTCOMES = OUTCOMES
+
+    def write(self, *, action: str, outcome: str, user_id: str, user_name: str = "", doc_id: str = "",
+              title: str = "", doc_type: str = "", services: Iterable[str] = (), file: str = "", size: int | None = None,
+              sha256: str = "", detail: str = "") -> dict[str, Any]:
+        return self._append(action, outcome, {
+            "user": user_id,
+            "user_name": user_name,
+            "doc_id": doc_id,
+            "title": title,
+            "doc_type": doc_type,
+            "services": sorted(services),
+            "file": file,
+            "size": size,
+            "sha256": sha256,
+            "detail": detail,
+        })

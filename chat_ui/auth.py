@@ -15,13 +15,13 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from collectivia.settings import OidcSettings
-from ingest.documents import SERVICE_ID
+from index.documents import SERVICE_ID
 from rag.access import ROLES, User, UsersFileError, load_users
 
 PASSWORD = "password"
@@ -188,14 +188,3 @@ def collectivia_user(
         )
     return None
 
-
-def managed_services(user: User, all_services: Iterable[str] = ()) -> frozenset[str]:
-    """Services whose documents ``user`` may upload, replace and withdraw: their own as a document manager, every
-    service (and documents open to all) as an administrator."""
-    if "admin" in user.roles:
-        from ingest.documents import ALL_AGENTS
-
-        return frozenset(user.services) | frozenset(all_services) | {ALL_AGENTS}
-    if "document_manager" in user.roles:
-        return frozenset(user.services)
-    return frozenset()

@@ -1,8 +1,10 @@
 """What the chat process holds once: settings, users, and the one embedder / store / assistant / ingestor.
 
 The embedded Qdrant Edge shard can be opened by one process only, and once: every part of the chat (answers,
-uploads, the document route) goes through the single ``Backend`` of the process. The models and the index load in
-a background thread at start-up, so that the login page is served at once; the first question waits for them.
+uploads, the document route) goes through the single ``Backend`` of the process, which also lends the index to
+the other commands (``collectivia ingest``, ``search``…) while it holds it (``index.owner``). The models and the
+index load in a background thread at start-up, so that the login page is served at once; the first question waits
+for them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from qdrant_client import models
 from chat_ui.audit import AuditLog
 from chat_ui.auth import UserDirectory, collectivia_user
 from collectivia.settings import Settings
-from rag.access import User
+from rag.access import Scope, User, access_filter
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class Backend:
         self.store = None
         self.assistant = None
         self.ingestor = None
+        self.owner = None  # lends the embedded index to the other commands (index.owner)
         self._error: BaseException | None = None
         self._ready = threading.Event()
         self._started = False
@@ -57,7 +60,8 @@ class Backend:
 
         try:
             self.embedder = build_embedder(self.settings)
-            self.store = build_store(self.settings, self.embedder)
+            self.store = build_store(self.settings, self.embedder, own=True)
+            self._lend_index()
             self.assistant = build_assistant(self.settings, self.embedder, self.store)
             self.ingestor = build_ingestor(self.settings, self.embedder, self.store)
             self._settle_uploads()
@@ -83,7 +87,19 @@ class Backend:
     def extractive(self) -> bool:
         return not self.settings.llm.enabled
 
+    def _lend_index(self) -> None:
+        """While the chat holds the embedded index, ``collectivia ingest``, ``search``… send their calls to it."""
+        from index.owner import OwnerServer
+
+        try:
+            self.owner = OwnerServer.for_store(self.store)
+        except Exception as exc:  # never keeps the chat from answering; the commands then say the index is busy
+            logger.error("index non prêté aux autres commandes (%s : %s)", type(exc).__name__, exc)
+
     def close(self) -> None:
+        owner, self.owner = self.owner, None
+        if owner is not None:  # first: no command writes into a closing index
+            owner.stop()
         if self.store is not None:
             try:
                 self.store.close()
@@ -97,9 +113,16 @@ class Backend:
 
     # -- documents -----------------------------------------------------------------------------------------------
     def document_payload(self, doc_id: str) -> dict[str, Any] | None:
-        """The metadata of a live document (its first chunk's payload), or None."""
+        """The metadata of a live document (its first chunk's payload), or None, whoever may see it: for the
+        management dialogs, which check the manage rights (``rag.access.can_manage``) on it."""
         self.wait_ready(timeout=120)
         return payload_of(self.store, doc_id)
+
+    def visible_payload(self, user: User, doc_id: str) -> dict[str, Any] | None:
+        """The metadata of a live document that ``user`` may open (repealed ones included), or None: the store
+        applies the user's access filter."""
+        self.wait_ready(timeout=120)
+        return payload_of(self.store, doc_id, access_filter(user, Scope(include_repealed=True)))
 
     def _settle_uploads(self) -> None:
         """Uploads a crash interrupted: set aside and audited before anyone can upload again."""
@@ -111,16 +134,10 @@ class Backend:
             logger.error("dépôts interrompus non traités (%s : %s)", type(exc).__name__, exc)
 
 
-def payload_of(store, doc_id: str) -> dict[str, Any] | None:
-    """The first chunk's payload of a document in ``store``, or None."""
-    hits = store.fetch(
-        filter=models.Filter(must=[
-            models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id)),
-            models.FieldCondition(key="chunk_index", match=models.MatchValue(value=0)),
-        ]),
-        limit=1,
-    )
-    return dict(hits[0].payload) if hits else None
+def payload_of(store, doc_id: str, within: models.Filter | None = None) -> dict[str, Any] | None:
+    """The first chunk's payload of a document in ``store`` (within an access filter when given), or None."""
+    hit = store.first_chunk(doc_id, filter=within)
+    return dict(hit.payload) if hit else None
 
 
 _backend: Backend | None = None

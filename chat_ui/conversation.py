@@ -18,31 +18,16 @@ from chat_ui.backend import BackendError, get_backend
 from chat_ui.render import FEEDBACK_ELEMENT, SOURCE_ELEMENT, feedback_props, render_answer
 from chat_ui.safe_markdown import safe_token
 from chat_ui.scope import DOC_TYPES, REPEALED, SERVICES, doc_type_choices, scope_from_values, service_choices
+from chat_ui.privacy_check import checked_question
+from chat_ui.reports.dashboard import dashboard_actions
+from chat_ui.reports.recorder import record_answer
+from chat_ui.session import current_user, manager_actions
 from chat_ui.texts import FEEDBACK_TAGS, question_too_long, welcome_markdown
-from rag.access import AccessError, User
+from rag.access import AccessError, User, can_upload, managed_services
 
 logger = logging.getLogger(__name__)
 
 HISTORY_TURNS = 6
-MANAGE_ADD = "Ajouter un document"
-MANAGE_LIST = "Mes documents"
-
-
-def current_user() -> User | None:
-    """The Collectivia user of this session, looked up again at each call (a removed right applies at once)."""
-    cl_user = cl.user_session.get("user")
-    if cl_user is None:
-        return None
-    return get_backend().user_of(cl_user.identifier, cl_user.metadata)
-
-
-def manager_actions() -> list[cl.Action]:
-    return [
-        cl.Action(name=MANAGE_ADD, payload={}, label="Ajouter un document", icon="file-plus",
-                  tooltip="Déposer un fichier et le rendre consultable par les agents de vos services"),
-        cl.Action(name=MANAGE_LIST, payload={}, label="Gérer mes documents", icon="folder-open",
-                  tooltip="Lister, remplacer ou retirer les documents de vos services"),
-    ]
 
 
 async def send_scope_settings(user: User, values: dict[str, Any] | None = None) -> None:
@@ -71,13 +56,10 @@ async def start() -> None:
     cl.user_session.set("history", [])
     cl.user_session.set("scope_values", {})
     await send_scope_settings(user)
-    from chat_ui.upload_dialogs import manager
-
-    dm = manager()
-    can_manage = dm.can_upload(user)
+    manages = can_upload(user)
     text = welcome_markdown(user.name, user.services, extractive=backend.extractive,
-                            manager_services=dm.managed(user) if can_manage else (), admin="admin" in user.roles)
-    await cl.Message(content=text, actions=manager_actions() if can_manage else []).send()
+                            manager_services=managed_services(user), admin=user.has_role("admin"))
+    await cl.Message(content=text, actions=(manager_actions() if manages else []) + dashboard_actions(user)).send()
 
 
 async def resume(thread: dict) -> None:
@@ -97,13 +79,11 @@ async def resume(thread: dict) -> None:
     values = (metadata.get("chat_settings") if isinstance(metadata, dict) else None) or {}
     cl.user_session.set("scope_values", values)
     await send_scope_settings(user, values)
-    from chat_ui.upload_dialogs import manager
-
-    if manager().can_upload(user):
+    if can_upload(user):
         # The buttons go under the last answer (actions are not kept in the history, so nothing piles up there).
         answers = [s for s in thread.get("steps") or [] if s.get("type") == "assistant_message"]
         if answers:
-            for action in manager_actions():
+            for action in manager_actions() + dashboard_actions(user):
                 await action.send(for_id=answers[-1]["id"])
         else:
             await cl.Message(content="_Gestion documentaire :_", actions=manager_actions()).send()
@@ -135,6 +115,8 @@ async def reply(message: cl.Message) -> None:
     if len(question) > limit:
         await cl.Message(content=question_too_long(len(question), limit)).send()
         return
+    if (question := await checked_question(question)) is None:  # personal data: warned, sent masked or not at all
+        return
     scope, problem = scope_from_values(user, cl.user_session.get("scope_values") or {})
     if problem:
         await cl.Message(content=f"_{problem}_").send()
@@ -165,6 +147,7 @@ async def reply(message: cl.Message) -> None:
         await cl.CustomElement(name=SOURCE_ELEMENT, props=card, display="inline").send(for_id=answer_msg.id)
     await cl.CustomElement(name=FEEDBACK_ELEMENT, props=feedback_props(answer_msg.id, FEEDBACK_TAGS),
                            display="inline").send(for_id=answer_msg.id)
+    await record_answer(user, answer_msg.id, answer_msg.thread_id, question, final, rendered.cited_doc_ids, scope)
     history += [("user", question), ("assistant", final.text)]
     cl.user_session.set("history", history[-2 * HISTORY_TURNS:])
     answers = cl.user_session.get("answers") or {}

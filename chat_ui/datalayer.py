@@ -7,7 +7,9 @@ What this layer adds to Chainlit's:
 - the source and feedback cards (custom elements) kept without any blob storage, in the ``props`` column;
 - ownership checks: a step, an element, a feedback or a deletion only ever touches a thread of the user acting,
   and a step is never moved from one thread to another;
-- writes that survive concurrency and tell the agent when one is lost (``history_writes.py``).
+- writes that survive concurrency and tell the agent when one is lost (``history_writes.py``);
+- personal data masked in what is kept of an agent's message, feedback and question log (``rag/personal_data.py``);
+- the question log of the managers' reports (``log_question``; ``chat_ui/reports/``), without any user id.
 
 The database itself — URL, schema, integrity check — is ``history_db.py``.
 """
@@ -29,6 +31,8 @@ from chat_ui.history_db import (  # noqa: F401  (the names the chat imports from
 )
 from chat_ui import history_writes
 from chat_ui.history_writes import WriteFailure, WriteQueue, tell_agent
+from chat_ui.reports.history import INSERT_QUESTION, question_row
+from rag.personal_data import mask
 
 logger = logging.getLogger(__name__)
 
@@ -173,9 +177,25 @@ def make_data_layer(url: str):
                 logger.warning("étape %s refusée : elle appartient à un autre fil que %s, ou le fil %s à un autre "
                                "utilisateur", step_id, thread_id, thread_id)
                 return
+            # The agent's text is kept masked of personal data: their message, and the input of every step (Chainlit's
+            # « on_message » run step holds the message as its input). Answers quote documents: left as they are.
+            typed = ("input", "output") if step_dict.get("type") == "user_message" else ("input",)
+            step_dict = {**step_dict, **{k: mask(step_dict[k]) for k in typed if isinstance(step_dict.get(k), str)}}
             await super().create_step(step_dict)
 
+        async def update_thread(self, thread_id: str, name: str | None = None, *args, **kwargs):
+            # Chainlit names a conversation after its first message: masked like the message.
+            return await super().update_thread(thread_id, mask(name) if isinstance(name, str) else name,
+                                               *args, **kwargs)
+
         @queue_until_user_message()
+        async def delete_thread(self, thread_id: str):
+            """Chainlit's deletion, then Collectivia's rows of that conversation: the agent's opinions and the
+            question log (both hold the question's text)."""
+            await super().delete_thread(thread_id)
+            for table in ("collectivia_feedback", "collectivia_questions"):
+                await self.execute_sql(f'DELETE FROM {table} WHERE "threadId" = :id', {"id": thread_id})
+
         async def delete_step(self, step_id: str) -> None:
             thread_id = await self.step_thread(step_id)
             if thread_id is not None and not await self._may_write_step(step_id, thread_id):
@@ -250,8 +270,9 @@ def make_data_layer(url: str):
             row_id = str(uuid.uuid5(FEEDBACK_NAMESPACE, f"{step_id}\x1f{user_identifier}"))
             row = {
                 "id": row_id, "stepId": step_id, "threadId": thread_id, "userIdentifier": user_identifier,
-                "value": int(value), "tags": json.dumps(list(tags), ensure_ascii=False), "comment": comment or None,
-                "question": question or None, "docIds": json.dumps(list(doc_ids), ensure_ascii=False),
+                "value": int(value), "tags": json.dumps(list(tags), ensure_ascii=False),
+                "comment": mask(comment) if comment else None, "question": mask(question) if question else None,
+                "docIds": json.dumps(list(doc_ids), ensure_ascii=False),
                 "createdAt": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             }
             columns = ", ".join(f'"{k}"' for k in row)
@@ -261,11 +282,21 @@ def make_data_layer(url: str):
                 f"INSERT INTO collectivia_feedback ({columns}) VALUES ({values}) "
                 f"ON CONFLICT (\"id\") DO UPDATE SET {updates}", row,
             )
-            summary = "; ".join(x for x in (", ".join(tags), comment) if x) or None
+            summary = "; ".join(x for x in (", ".join(tags), row["comment"]) if x) or None
             await SQLAlchemyDataLayer.upsert_feedback(self, Feedback(
                 forId=step_id, value=1 if value else 0, threadId=thread_id, comment=summary, id=row_id,
             ))
             return row_id
+
+        async def log_question(self, *, answer_id: str, thread_id: str | None, services, outcome: str,
+                               refused: bool, question: str, doc_ids, repealed_doc_ids=()) -> None:
+            """One row of the question log (masked question, no user id), through the write queue."""
+            if not await self._may_write(thread_id):
+                logger.warning("question du fil %s non journalisée : fil d'un autre utilisateur", thread_id)
+                return
+            await self.execute_sql(INSERT_QUESTION, question_row(
+                answer_id=answer_id, thread_id=thread_id, services=services, outcome=outcome, refused=refused,
+                question=question, doc_ids=doc_ids, repealed_doc_ids=repealed_doc_ids))
 
         async def answer_feedback(self, user_identifier: str | None = None) -> list[dict]:
             """Rows of Collectivia's feedback table (all, or one agent's), newest first, JSON decoded."""

@@ -86,7 +86,7 @@ async def open_document(doc_id: str, request: Request) -> Response:
     user = current_user(request)
     if user is None:
         return JSONResponse({"detail": "Connexion requise."}, status_code=401)
-    payload = await run_in_threadpool(get_backend().document_payload, doc_id)
+    payload = await run_in_threadpool(get_backend().visible_payload, user, doc_id)  # the index filters by access
     if payload is None or not can_see(user, payload.get("services") or ()):
         return not_found(request)
     source = str(payload.get("source") or "")

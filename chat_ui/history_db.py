@@ -108,6 +108,21 @@ _TABLES: dict[str, list[tuple[str, str, str]]] = {
         ("docIds", "TEXT", "TEXT"),
         ("createdAt", "TEXT NOT NULL", "TEXT NOT NULL"),
     ],
+    # Collectivia's question log, read by the managers' reports (chat_ui/reports/): one row per answer, no user
+    # identifier; the asking agent's services at that time; the question masked of personal data. `id` is the
+    # answer step's id. Purged with its thread (`threadId`, `createdAt`).
+    "collectivia_questions": [
+        ("id", "TEXT PRIMARY KEY", "TEXT PRIMARY KEY"),
+        ("createdAt", "TEXT NOT NULL", "TEXT NOT NULL"),
+        ("threadId", "TEXT", "TEXT"),
+        ("services", "TEXT NOT NULL", "TEXT NOT NULL"),
+        ("outcome", "TEXT NOT NULL", "TEXT NOT NULL"),
+        ("refused", "BOOLEAN NOT NULL", "BOOLEAN NOT NULL"),
+        ("question", "TEXT NOT NULL", "TEXT NOT NULL"),
+        ("docIds", "TEXT NOT NULL", "TEXT NOT NULL"),
+        ("repealedDocIds", "TEXT NOT NULL", "TEXT NOT NULL"),
+        ("topic", "TEXT", "TEXT"),
+    ],
 }
 
 _FOREIGN_KEYS = {
@@ -147,6 +162,8 @@ def schema_statements(sqlite: bool) -> list[str]:
     out.append('CREATE INDEX IF NOT EXISTS steps_thread_idx ON steps ("threadId")')
     out.append('CREATE INDEX IF NOT EXISTS elements_thread_idx ON elements ("threadId")')
     out.append('CREATE INDEX IF NOT EXISTS feedbacks_for_idx ON feedbacks ("forId")')
+    out.append('CREATE INDEX IF NOT EXISTS questions_created_idx ON collectivia_questions ("createdAt")')
+    out.append('CREATE INDEX IF NOT EXISTS questions_thread_idx ON collectivia_questions ("threadId")')
     return out
 
 

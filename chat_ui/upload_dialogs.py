@@ -17,10 +17,11 @@ import chainlit as cl
 
 from chat_ui.backend import get_backend
 from chat_ui.body_limits import dropzone_mb
-from chat_ui.conversation import current_user, manager_actions
 from chat_ui.safe_markdown import safe_markdown as md
+from chat_ui.session import current_user, manager_actions
 from chat_ui.texts import DOC_TYPE_LABELS, UPLOAD_FORMATS_LABEL, join_fr, service_label
 from chat_ui.uploads import DocumentManager, Outcome, Progress
+from rag.access import can_manage, can_upload, managed_services, upload_targets
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def dialog(func):
 async def add_document() -> None:
     user = current_user()
     dm = manager()
-    if user is None or not dm.can_upload(user):
+    if not can_upload(user):
         refusal = dm.refuse(user, "upload", "L'ajout de documents est réservé aux gestionnaires de documents de leurs "
                                             "services.")
         await cl.Message(content=f"✗ {refusal.message}").send()
@@ -147,7 +148,7 @@ async def add_document() -> None:
         await cl.Message(content=f"✗ **Ajout refusé** — {md(problem)}\n\nRien n'a été modifié dans l'index.",
                          actions=manager_actions()).send()
         return
-    services = dm.publishable_services(user)
+    services = upload_targets(user)
     form = cl.CustomElement(name="FicheDocument", display="inline", props={
         "file_name": upload.name,
         "title": Path(upload.name).stem.replace("_", " ").strip(),
@@ -182,7 +183,7 @@ async def add_document() -> None:
 async def list_documents() -> None:
     user = current_user()
     dm = manager()
-    if user is None or not dm.can_upload(user):
+    if not can_upload(user):
         await cl.Message(content="✗ La gestion des documents est réservée aux gestionnaires de documents.").send()
         return
     records = await asyncio.to_thread(dm.documents, user)
@@ -190,10 +191,10 @@ async def list_documents() -> None:
         "doc_id": r.doc_id, "title": r.title or r.doc_id, "type": DOC_TYPE_LABELS.get(r.doc_type, r.doc_type),
         "services": [service_label(s) for s in r.services], "status": r.status,
     } for r in records[:LIST_LIMIT]]
-    if "admin" in user.roles:
+    if user.has_role("admin"):
         scope = "tous les services"
     else:
-        scope = "les services " + join_fr(sorted(dm.managed(user)))
+        scope = "les services " + join_fr(sorted(managed_services(user)))
     element = cl.CustomElement(name="Documents", display="inline", props={
         "documents": rows, "total": len(records), "truncated": len(records) > LIST_LIMIT, "withdrawn": [],
     })
@@ -205,7 +206,7 @@ async def list_documents() -> None:
 async def _replace_flow(user, doc_id: str) -> None:
     dm = manager()
     payload = await asyncio.to_thread(get_backend().document_payload, doc_id)
-    if payload is None or not dm.may_manage(user, payload.get("services") or ()):
+    if payload is None or not can_manage(user, payload.get("services") or ()):
         refusal = dm.refuse(user, "replace", "Document introuvable, ou hors de vos services : remplacement refusé.",
                             doc_id=doc_id, services=(payload or {}).get("services") or ())
         await cl.Message(content=f"✗ {refusal.message}").send()
@@ -224,7 +225,7 @@ async def _replace_flow(user, doc_id: str) -> None:
 async def replace_document(action: cl.Action) -> dict:
     user = current_user()
     doc_id = str((action.payload or {}).get("doc_id") or "")
-    if user is None or not manager().can_upload(user):
+    if not can_upload(user):
         refusal = manager().refuse(user, "replace", "Remplacement réservé aux gestionnaires de documents.",
                                    doc_id=doc_id)
         return {"ok": False, "error": refusal.message}
@@ -237,7 +238,7 @@ async def withdraw_document(action: cl.Action) -> dict:
     user = current_user()
     dm = manager()
     doc_id = str((action.payload or {}).get("doc_id") or "")
-    if user is None or not dm.can_upload(user):
+    if not can_upload(user):
         refusal = dm.refuse(user, "withdraw", "Retrait réservé aux gestionnaires de documents.", doc_id=doc_id)
         return {"ok": False, "error": refusal.message}
     outcome = await asyncio.to_thread(dm.withdraw, user, doc_id)

@@ -9,7 +9,7 @@ import unicodedata
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ingest.documents import ALL_AGENTS, DOC_ID, SERVICE_ID
+from index.documents import ALL_AGENTS, DOC_ID, SERVICE_ID
 
 DOC_TYPES = ("deliberation", "procedure", "charte", "fiche", "autre")
 

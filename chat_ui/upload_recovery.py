@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ingest.documents import META_SUFFIX
+from index.documents import META_SUFFIX
 
 logger = logging.getLogger(__name__)
 

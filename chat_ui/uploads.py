@@ -5,8 +5,9 @@ No Chainlit here (the dialogs are in ``upload_dialogs.py``): files in, French ou
 - Rights: a document manager manages the documents whose services are all among their own; an administrator,
   every document. A new document's services are chosen among the manager's own services only.
 - A file is checked first (format, size, content matching the extension, archive bombs: ``ingest.parse``), then
-  parsed in a separate process (a parser crash or a slow file cannot take the chat down), then chunked, embedded
-  and written through the one ``Ingestor`` of the process; ingestions run one at a time.
+  parsed in a separate process (``ingest.isolate``, the pipeline's own policy: a parser crash, a slow file or a lack
+  of memory cannot take the chat down), then chunked, embedded and written through the one ``Ingestor`` of the
+  process, which computes the version; ingestions run one at a time.
 - The originals live under ``<data_dir>/uploads/<document>/<version>/`` with their ``.meta.yaml`` sidecar, so that
   ``/documents/<id>`` can open them and ``collectivia ingest <data_dir>/uploads`` would index the same documents.
   Replaced versions move to ``uploads/_archives``, withdrawn documents to ``uploads/_retires`` (names starting with
@@ -16,16 +17,14 @@ No Chainlit here (the dialogs are in ``upload_dialogs.py``): files in, French ou
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import datetime as dt
-import multiprocessing
 import secrets
 import shutil
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import yaml
 
@@ -33,20 +32,13 @@ from chat_ui.pdf_safety import PdfSafetyError, removed_note, sanitize_pdf
 from chat_ui.upload_recovery import Settled, clear_pending, mark_pending, move_version, settle_interrupted
 from chat_ui.upload_names import (DOC_TYPES, check_metadata, folder_of, new_doc_id, safe_filename,  # noqa: F401
                                   sha256_of, slug)
-from ingest.documents import ALL_AGENTS, DocumentMeta, META_SUFFIX, ParsedDocument
-from ingest.parse import FORMATS, ParseError, ParseOptions, check_file, parse_file, parse_worker_init
+from index.documents import DocumentMeta, META_SUFFIX
+from ingest.parse import FORMATS, ParseError, ParseOptions, check_file
+from rag.access import can_manage, can_upload, upload_targets
 
 
 CLEANED = "cleaned"  # key of the audit fields: what the PDF cleaning removed (written into the detail)
 UPLOAD_ROUTE_REFUSED = "Dépôt de fichier refusé (HTTP 403) : réservé aux gestionnaires de documents de leurs services."
-
-
-def _parse_in_worker(path: str, options: ParseOptions) -> ParsedDocument | str:
-    """Runs in the parsing process: the parsed document, or the French reason it cannot be parsed."""
-    try:
-        return parse_file(Path(path), options)
-    except ParseError as exc:
-        return str(exc)
 
 
 @dataclass
@@ -87,24 +79,11 @@ class DocumentManager:
         self._ingest_lock = threading.Lock()
 
     # -- rights --------------------------------------------------------------------------------------------------
-    def managed(self, user) -> frozenset[str]:
-        from chat_ui.auth import managed_services
-
-        return managed_services(user)
-
-    def may_manage(self, user, services: Iterable[str]) -> bool:
-        services = set(services or ())
-        if "admin" in user.roles:
-            return True
-        return bool(services) and services <= self.managed(user)
-
-    def can_upload(self, user) -> bool:
-        return bool(self.managed(user)) or "admin" in user.roles
-
+    # The rules are ``rag.access`` (managed_services, can_upload, can_manage, upload_targets); checked again here.
     def allows_file_upload(self, identifier: str, user) -> bool:
         """Whether the upload route may receive a file from this session (document managers only); a refusal (the
         route answers 403) is audited."""
-        if user is not None and self.can_upload(user):
+        if user is not None and can_upload(user):
             return True
         self.backend.audit.write(action="upload", outcome="refused", user_id=identifier,
                                  user_name=getattr(user, "name", ""), detail=UPLOAD_ROUTE_REFUSED)
@@ -115,16 +94,11 @@ class DocumentManager:
         return self._refused(action, message, dict(user_id=user.id if user else "",
                                                    user_name=user.name if user else ""), **fields)
 
-    def publishable_services(self, user) -> list[str]:
-        """Services a new document may be given: the manager's own (and « tous » for an administrator)."""
-        own = sorted(s for s in user.services if s != ALL_AGENTS) if self.can_upload(user) else []
-        return own + ([ALL_AGENTS] if "admin" in user.roles else [])
-
     def documents(self, user) -> list:
         """Records of the documents ``user`` may replace or withdraw (imported web pages excluded), by title."""
         self.backend.wait_ready(timeout=120)
         records = self.backend.store.documents().values()
-        mine = [r for r in records if self.may_manage(user, r.services) and not r.source.startswith(("http://", "https://"))]
+        mine = [r for r in records if can_manage(user, r.services) and not r.source.startswith(("http://", "https://"))]
         return sorted(mine, key=lambda r: (r.title.lower(), r.doc_id))
 
     # -- checks --------------------------------------------------------------------------------------------------
@@ -178,36 +152,13 @@ class DocumentManager:
         return message.replace(str(path.resolve()), f"« {name} »").replace(str(path), f"« {name} »")
 
     def _index(self, path: Path, doc_id: str, meta: DocumentMeta, name: str, progress: Progress):
-        """Parse in a separate process, then index; returns (report or None, French error or None)."""
-        from ingest.documents import Document
-
+        """Parse in a separate process (``ingest.isolate``), then index; returns (report or None, French error or
+        None). The ingestor computes the version."""
         backend = self.backend
         backend.wait_ready(timeout=300)
-        ingestor = backend.ingestor
-        options = self._options()
         progress.set("analyse")
-        context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=parse_worker_init) as pool:
-            future = pool.submit(_parse_in_worker, str(path), options)
-            try:
-                parsed = future.result(timeout=ingestor.parse_timeout_s)
-            except cf.TimeoutError:
-                for process in list(getattr(pool, "_processes", {}).values()):
-                    process.kill()
-                return None, f"« {name} » : analyse interrompue après {ingestor.parse_timeout_s:g} s (fichier trop complexe ?)."
-            except cf.process.BrokenProcessPool:
-                return None, f"« {name} » : le lecteur de fichiers s'est arrêté sur ce fichier (fichier corrompu ?)."
-        if isinstance(parsed, str):
-            return None, self._clean_error(parsed, path, name)
-        if not parsed.text.strip():
-            reason = parsed.warnings[0] if parsed.warnings else f"{path} : aucun texte extrait, rien à indexer"
-            return None, self._clean_error(reason, path, name)
-        progress.set("indexation")
-        version = ingestor.version_of(path.read_bytes(), meta)
-        document = Document(doc_id=doc_id, version=version, meta=meta, parsed=parsed, source=str(path.resolve()))
-        report = ingestor.ingest_documents(
-            [document], total=1, progress=lambda p: progress.set("indexation", p.chunks_embedded)
-        )
+        report = backend.ingestor.ingest_file(path, doc_id, meta,
+                                              progress=lambda p: progress.set("indexation", p.chunks_embedded))
         if report.failed:
             return None, self._clean_error(report.failed[0]["error"], path, name)
         progress.set("consultable", report.chunks_embedded)
@@ -239,11 +190,9 @@ class DocumentManager:
 
     def settle_interrupted(self) -> list[Settled]:
         """At start-up, once the index is open: set aside and audit the uploads a crash left half-done."""
-        from chat_ui.backend import payload_of
-
         def live_source(doc_id: str) -> str | None:
-            payload = payload_of(self.backend.store, doc_id)  # the index is open, maybe not yet declared ready
-            return str(payload.get("source") or "") or None if payload else None
+            hit = self.backend.store.first_chunk(doc_id, filter=None)  # the index is open, maybe not yet declared ready
+            return str(hit.payload.get("source") or "") or None if hit else None
 
         with self._ingest_lock:
             return settle_interrupted(self.root, self.backend.audit, live_source,
@@ -303,10 +252,10 @@ class DocumentManager:
         services = list(dict.fromkeys(services or ()))
         audit = dict(user_id=user.id, user_name=user.name, title=title, doc_type=doc_type, services=services,
                      file=name, size=upload.stat().st_size if upload.exists() else None)
-        if not self.can_upload(user):
+        if not can_upload(user):
             return self._refused("upload", "Seuls les gestionnaires de documents peuvent ajouter des documents.", audit)
         problem = self.check_file_name(name, audit["size"] or 0) or check_metadata(
-            title, doc_type, services, self.publishable_services(user))
+            title, doc_type, services, upload_targets(user))
         if problem:
             return self._refused("upload", problem, audit)
         staged, refusal = self._stage_checked(upload, name, "upload", audit, progress)
@@ -339,7 +288,7 @@ class DocumentManager:
         payload = self.backend.document_payload(doc_id)
         size = upload.stat().st_size if upload.exists() else 0
         audit = dict(user_id=user.id, user_name=user.name, doc_id=doc_id, file=name, size=size)
-        if payload is None or not self.may_manage(user, payload.get("services") or ()):
+        if payload is None or not can_manage(user, payload.get("services") or ()):
             return self._refused("replace", "Document introuvable, ou hors de vos services : remplacement refusé.",
                                  audit, services=(payload or {}).get("services") or ())
         meta = DocumentMeta.from_payload(payload)
@@ -377,7 +326,7 @@ class DocumentManager:
         """Remove a document from the index (blocking); its uploaded file moves to ``uploads/_retires``."""
         payload = self.backend.document_payload(doc_id)
         audit = dict(user_id=user.id, user_name=user.name, doc_id=doc_id)
-        if payload is None or not self.may_manage(user, payload.get("services") or ()):
+        if payload is None or not can_manage(user, payload.get("services") or ()):
             return self._refused("withdraw", "Document introuvable, ou hors de vos services : retrait refusé.",
                                  audit, services=(payload or {}).get("services") or ())
         title = payload.get("title") or doc_id

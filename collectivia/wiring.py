@@ -5,10 +5,12 @@ from __future__ import annotations
 import warnings
 
 from collectivia.settings import Settings
-from ingest.embed import Bm25Encoder, E5Embedder, Embedder, SentenceTransformerEmbedder, UseEmbedder
+from index.embed import Bm25Encoder, E5Embedder, Embedder, SentenceTransformerEmbedder, UseEmbedder
 from ingest.parse import ParseOptions
 from ingest.pipeline import ChunkingOptions, Ingestor
-from ingest.store import CollectionInfo, EdgeStore, ServerStore, Store
+from index.store import CollectionInfo, Store, StoreError
+from index.edge_store import EdgeStore, IndexBusyError
+from index.server_store import ServerStore
 from rag.retrieve import HybridRetriever
 
 
@@ -18,6 +20,8 @@ def build_embedder(settings: Settings) -> Embedder:
         return UseEmbedder(threads=cfg.threads, batch_size=cfg.batch_size)
     if cfg.kind == "e5":
         return E5Embedder(batch_size=cfg.batch_size)
+    if cfg.kind in ("mistral", "openai-compatible"):
+        return build_remote_embedder(settings)
     if not cfg.model:
         raise ValueError(
             "COLLECTIVIA_EMBEDDER__KIND=sentence-transformers exige COLLECTIVIA_EMBEDDER__MODEL "
@@ -26,7 +30,30 @@ def build_embedder(settings: Settings) -> Embedder:
     return SentenceTransformerEmbedder(cfg.model, batch_size=cfg.batch_size, threads=cfg.threads)
 
 
-def build_store(settings: Settings, embedder: Embedder) -> Store:
+def build_remote_embedder(settings: Settings) -> Embedder:
+    """The remote embedders (off by default: the text of every chunk and question goes to the service); questions
+    leave with their personal data masked."""
+    from index.remote_embed import MistralEmbedder, OpenAICompatibleEmbedder
+    from rag.personal_data import mask
+
+    cfg = settings.embedder
+    key = cfg.api_key.get_secret_value() if cfg.api_key else None
+    common = dict(dim=cfg.dim, batch_size=cfg.batch_size, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
+                  requests_per_s=cfg.requests_per_s, prepare_query=mask)
+    if cfg.kind == "mistral":
+        if not key:
+            raise ValueError("COLLECTIVIA_EMBEDDER__KIND=mistral exige COLLECTIVIA_EMBEDDER__API_KEY")
+        return MistralEmbedder(key, model=cfg.model or "mistral-embed", endpoint=cfg.endpoint, **common)
+    if not cfg.endpoint or not cfg.model:
+        raise ValueError("COLLECTIVIA_EMBEDDER__KIND=openai-compatible exige COLLECTIVIA_EMBEDDER__ENDPOINT et "
+                         "COLLECTIVIA_EMBEDDER__MODEL")
+    return OpenAICompatibleEmbedder(cfg.endpoint, cfg.model, api_key=key, **common)
+
+
+def build_store(settings: Settings, embedder: Embedder, *, own: bool = False) -> Store:
+    """The index of the settings. The embedded one opens in one process only: while another holds it and lends it
+    (``collectivia serve``, see ``index.owner``), a ``RemoteStore`` that sends every call there; ``own=True`` (the
+    chat) refuses to borrow it."""
     info = CollectionInfo(embedder=embedder.name, dim=embedder.dim)
     q = settings.qdrant
     if q.url:
@@ -41,7 +68,19 @@ def build_store(settings: Settings, embedder: Embedder) -> Store:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # local mode's note about payload indexes
             return ServerStore(client, q.collection, info, shards=q.shards, replication_factor=q.replication_factor)
-    return EdgeStore(settings.qdrant_path, info)
+    try:
+        return EdgeStore(settings.qdrant_path, info)
+    except StoreError as exc:
+        if own:
+            raise
+        from index.remote_store import connect_owner
+
+        # A chat that has just opened the index starts lending it a moment later.
+        busy = isinstance(exc, IndexBusyError)
+        remote = connect_owner(settings.qdrant_path, info, wait_s=3.0 if busy else 0.0)
+        if remote is None:
+            raise
+        return remote
 
 
 def build_parse_options(settings: Settings) -> ParseOptions:
@@ -72,8 +111,16 @@ def build_ingestor(settings: Settings, embedder: Embedder, store: Store) -> Inge
 def build_retriever(settings: Settings, embedder: Embedder, store: Store) -> HybridRetriever:
     cfg = settings.search
     reranker = None
-    if cfg.reranker:
-        from rag.retrieve import CrossEncoderReranker
+    if cfg.reranker == "http" and cfg.rerank_endpoint:
+        from rag.rerank import HttpReranker
+
+        reranker = HttpReranker(
+            cfg.rerank_endpoint, model=cfg.rerank_model, api=cfg.rerank_api,
+            api_key=cfg.rerank_api_key.get_secret_value() if cfg.rerank_api_key else None,
+            timeout_s=cfg.rerank_timeout_s, max_retries=cfg.rerank_max_retries,
+        )
+    elif cfg.reranker:
+        from rag.rerank import CrossEncoderReranker
 
         reranker = CrossEncoderReranker(cfg.reranker)
     return HybridRetriever(

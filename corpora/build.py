@@ -79,7 +79,7 @@ KEY_ORDER = (
     "supersedes",
 )
 _NOT_IN_SIDECAR = ("format", "output")
-#: what ingest/documents.py accepts in a sidecar (it refuses any other key), and the documented values
+#: what index/documents.py accepts in a sidecar (it refuses any other key), and the documented values
 _ALLOWED_KEYS = frozenset(KEY_ORDER) | frozenset(_NOT_IN_SIDECAR)
 _ENUMS = {
     "doc_type": ("deliberation", "procedure", "charte", "fiche", "autre"),

@@ -189,7 +189,8 @@ def run_fit(train_specs: Sequence[str] = DEFAULT_TRAIN, check_specs: Sequence[st
             out: Path = DEFAULT_MODEL, log: Log = print) -> tuple[AnswerabilityModel, list[str]]:
     from collectivia.wiring import build_retriever
     from evals.datasets import load_dataset
-    from evals.run import build_settings, load_config, open_index
+    from evals.config import build_settings, load_config
+    from evals.indexes import open_index
 
     cfg = load_config(config)
     settings = build_settings(cfg.overrides)

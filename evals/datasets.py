@@ -241,7 +241,7 @@ def read_beir(folder: str | Path, split: str | None = None) -> tuple[list[Questi
 
 def beir_documents(folder: str | Path) -> Iterator:
     """The BEIR corpus as parsed ``Document`` objects open to all agents (``tous``), for ``ingest_documents``."""
-    from ingest.documents import ALL_AGENTS, Document, DocumentMeta, Element, ParsedDocument
+    from index.documents import ALL_AGENTS, Document, DocumentMeta, Element, ParsedDocument
 
     path = Path(folder) / "corpus.jsonl"
     for number, row in _read_json_lines(path):
@@ -251,10 +251,9 @@ def beir_documents(folder: str | Path) -> Iterator:
             continue
         title = (row.get("title") or "").strip()
         doc_id = beir_doc_id(raw_id)
-        version = hashlib.sha256(json.dumps([title, text], ensure_ascii=False).encode()).hexdigest()[:32]
         yield Document(
             doc_id=doc_id,
-            version=version,
+            version="",  # the ingestor computes it from the parsed text, the metadata and its settings
             meta=DocumentMeta(title=title or doc_id, doc_type="autre", services=(ALL_AGENTS,), confidentiality="public"),
             parsed=ParsedDocument(text=text, elements=(Element("text", text, 0, len(text)),)),
             source=f"{path}#{raw_id}",

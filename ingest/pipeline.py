@@ -5,29 +5,29 @@
 - A new version is written hidden, then activated (old version dropped, new one made visible): no search sees a
   mix of two versions, and a run killed at any point converges on the next run (hidden leftovers are discarded).
 - One bad file never stops the batch: it is reported with its reason and nothing already indexed is touched.
-- Parsing runs in a worker process, overlapping with embedding, isolated from parser crashes and bounded in time.
+- Parsing runs in worker processes (``ingest.isolate``, as for the chat uploads), overlapping with embedding: a
+  parser crash, hang or lack of memory fails its file only. ``parse_workers=0`` parses in the calling process.
+- Callers never compute versions: the ingestor does (``ingest.versions``), from a file's bytes or, for documents an
+  importer built, from the importer's fingerprint or the parsed content, with the metadata and indexing settings.
 Library code reports progress through a callback; the CLI draws the progress bar.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import hashlib
-import json
 import logging
-import multiprocessing
 import os
 import time
-from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from ingest.chunk import chunk_document
-from ingest.documents import Document, DocumentMeta, MetadataError, ParsedDocument, load_meta, META_SUFFIX, FOLDER_META
-from ingest.embed import Bm25Encoder, Embedder
-from ingest.parse import FORMATS, ParseError, ParseOptions, parse_file, parse_worker_init
-from ingest.store import Store, StoredPoint, point_id
+from index.documents import Document, DocumentMeta, MetadataError, ParsedDocument, load_meta, META_SUFFIX, FOLDER_META
+from index.embed import Bm25Encoder, Embedder
+from index.store import Store, StoredPoint, point_id
+from ingest.isolate import MEMORY_MB, IsolationPolicy, parse_isolated, parse_one
+from ingest.parse import FORMATS, ParseError, ParseOptions, parse_file
+from ingest.versions import document_version, parsed_fingerprint, settings_key
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ class Ingestor:
         parse_options: ParseOptions = ParseOptions(),
         parse_timeout_s: float = 300,
         parse_workers: int = 1,
+        parse_memory_mb: float | None = MEMORY_MB,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -138,17 +139,16 @@ class Ingestor:
         self.parse_options = parse_options
         self.parse_timeout_s = parse_timeout_s
         self.parse_workers = parse_workers
-        self._settings_key = json.dumps(
-            [self.embedder.name, asdict(chunking), self.sparse.name, 1], sort_keys=True
-        ).encode()
+        self.parse_memory_mb = parse_memory_mb
+        self._settings_key = settings_key(self.embedder.name, chunking, self.sparse.name)
 
-    # -- versions -------------------------------------------------------------------------------------------
+    @property
+    def isolation(self) -> IsolationPolicy:
+        return IsolationPolicy(self.parse_timeout_s, max(self.parse_workers, 1), self.parse_memory_mb)
+
     def version_of(self, content: bytes, meta: DocumentMeta) -> str:
-        digest = hashlib.sha256()
-        digest.update(content)
-        digest.update(json.dumps(meta.payload(), sort_keys=True, ensure_ascii=False).encode())
-        digest.update(self._settings_key)
-        return digest.hexdigest()[:32]
+        """The version of a document made of ``content`` (a file's bytes, an importer's fingerprint)."""
+        return document_version(content, meta, self._settings_key)
 
     # -- files ----------------------------------------------------------------------------------------------
     def ingest_paths(
@@ -161,7 +161,6 @@ class Ingestor:
         started = time.perf_counter()
         report = IngestReport()
         found = discover([Path(p) for p in paths], report)
-        self.store.discard_staged()
         existing = self.store.documents()
         candidates: list[_Candidate] = []
         seen: dict[str, Path] = {}
@@ -220,12 +219,43 @@ class Ingestor:
         return report
 
     # -- documents already parsed (importers, uploads) --------------------------------------------------------
+    def ingest_file(self, path: Path, doc_id: str, meta: DocumentMeta, *,
+                    progress: Callable[[Progress], None] | None = None) -> IngestReport:
+        """Index one file under ``doc_id`` (the chat uploads), parsed in a worker process whatever ``parse_workers``
+        says; an unchanged file is neither parsed nor embedded. ``progress`` is called once parsed, then per batch."""
+        path = Path(path)
+        started = time.perf_counter()
+        version = self.version_of(path.read_bytes(), meta)
+        old = self.store.documents().get(doc_id)
+        if old is not None and old.version == version:
+            return IngestReport(unchanged=1, seconds=time.perf_counter() - started)
+        parsed = parse_one(path, self.parse_options, self.isolation)
+        if isinstance(parsed, str):
+            return IngestReport(failed=[{"path": str(path), "error": parsed}], seconds=time.perf_counter() - started)
+        if not parsed.text.strip():
+            reason = parsed.warnings[0] if parsed.warnings else f"{path} : aucun texte extrait, rien à indexer"
+            return IngestReport(failed=[{"path": str(path), "error": reason}], seconds=time.perf_counter() - started)
+        if progress:
+            progress(Progress(0, 1, 0, str(path)))
+        document = Document(doc_id=doc_id, version=version, meta=meta, parsed=parsed, source=str(path.resolve()))
+        report = self._ingest_versioned([document], progress=progress, total=1)
+        report.seconds = time.perf_counter() - started
+        return report
+
     def ingest_documents(self, documents: Iterable[Document], *, progress: Callable[[Progress], None] | None = None,
                          total: int = 0) -> IngestReport:
-        """Index documents built by an importer; unchanged versions are skipped."""
+        """Index documents built by an importer; unchanged versions are skipped.
+
+        The ``version`` an importer gives is its fingerprint of what it read (or empty: the parsed content is then
+        fingerprinted); the ingestor turns it into the stored version, with the metadata and indexing settings."""
+        versioned = (replace(doc, version=self.version_of(doc.version.encode() or parsed_fingerprint(doc.parsed),
+                                                          doc.meta)) for doc in documents)
+        return self._ingest_versioned(versioned, progress=progress, total=total)
+
+    def _ingest_versioned(self, documents: Iterable[Document], *, progress: Callable[[Progress], None] | None,
+                          total: int) -> IngestReport:
         started = time.perf_counter()
         report = IngestReport()
-        self.store.discard_staged()
         existing = self.store.documents()
         done = 0
 
@@ -294,7 +324,11 @@ class Ingestor:
             offset += len(chunks)
             self.store.discard_staged(document.doc_id)
             self.store.upsert(points)
-            self.store.activate(document.doc_id, document.version)
+            if not self.store.activate(document.doc_id, document.version):
+                report.failed.append({"path": document.source, "error": (
+                    f"{document.source} : la nouvelle version a été effacée par une autre indexation en cours avant "
+                    "d'être rendue visible ; l'ancienne version reste en place : relancez l'indexation")})
+                continue
             report.chunks_embedded += len(chunks)
             if document.doc_id in existing:
                 report.replaced += 1
@@ -304,7 +338,7 @@ class Ingestor:
                 report.warnings.append({"path": document.source, "warning": warning})
 
     def _parse_all(self, candidates: list[_Candidate], report: IngestReport) -> Iterator[tuple[_Candidate, Document]]:
-        """Parse candidates in order, in a worker process when there are several, yielding documents."""
+        """Parse candidates in order, in worker processes (here with ``parse_workers=0``), yielding documents."""
 
         def document(candidate: _Candidate, parsed: ParsedDocument) -> tuple[_Candidate, Document] | None:
             if not parsed.text.strip():
@@ -323,7 +357,7 @@ class Ingestor:
                 source=str(candidate.path.resolve()),
             )
 
-        if len(candidates) <= 2 or self.parse_workers < 1:
+        if self.parse_workers < 1:
             for candidate in candidates:
                 try:
                     parsed = parse_file(candidate.path, self.parse_options)
@@ -335,7 +369,8 @@ class Ingestor:
                     yield item
             return
 
-        for candidate, outcome in _parse_in_workers(candidates, self.parse_options, self.parse_timeout_s, self.parse_workers):
+        outcomes = parse_isolated([c.path for c in candidates], self.parse_options, self.isolation)
+        for candidate, (_, outcome) in zip(candidates, outcomes):
             if isinstance(outcome, str):
                 report.failed.append({"path": str(candidate.path), "error": outcome})
                 continue
@@ -358,45 +393,3 @@ def _batches(
     if batch:
         yield batch
 
-
-def _safe_parse(path: Path, options: ParseOptions) -> ParsedDocument | str:
-    try:
-        return parse_file(path, options)
-    except ParseError as exc:
-        return str(exc)
-
-
-def _parse_in_workers(
-    candidates: list[_Candidate], options: ParseOptions, timeout_s: float, workers: int
-) -> Iterator[tuple[_Candidate, ParsedDocument | str]]:
-    """Parse in worker processes, a few files ahead, in order; a crash or a timeout fails that file only."""
-    context = multiprocessing.get_context("spawn")
-    ahead = 8 * max(workers, 1)  # deep enough that a slow file (OCR) does not leave the other workers idle
-    queue: deque[tuple[_Candidate, cf.Future]] = deque()
-    pending = deque(candidates)
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=parse_worker_init)
-    try:
-        while pending or queue:
-            while pending and len(queue) < ahead:
-                candidate = pending.popleft()
-                queue.append((candidate, pool.submit(_safe_parse, candidate.path, options)))
-            candidate, future = queue.popleft()
-            try:
-                yield candidate, future.result(timeout=timeout_s)
-                continue
-            except cf.TimeoutError:
-                error = f"{candidate.path} : analyse interrompue après {timeout_s:g} s (fichier trop complexe ?)"
-            except cf.process.BrokenProcessPool:
-                error = f"{candidate.path} : le lecteur de fichiers s'est arrêté brutalement sur ce fichier (corrompu ?)"
-            except Exception as exc:  # pickling problems and the like
-                error = f"{candidate.path} : analyse impossible ({type(exc).__name__}: {exc})"
-            # Restart the pool and resubmit the files that were queued behind the failed one.
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.kill()
-            pool.shutdown(wait=False, cancel_futures=True)
-            pending.extendleft(reversed([c for c, _ in queue]))
-            queue.clear()
-            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=parse_worker_init)
-            yield candidate, error
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)

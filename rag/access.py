@@ -1,10 +1,13 @@
-"""Who may see what: users, their services, and the Qdrant filter built from them (deny by default).
+"""Who may see and manage what: users, their services, and the Qdrant filter built from them (deny by default).
 
 The filter is a ``qdrant_client.models.Filter`` that the store puts inside every prefetch and query. A user sees
 the documents of any of their services and the documents marked ``tous``; a user without a service sees only the
 latter. Repealed documents (``status: abroge``) are left out unless asked for. A per-question scope can only
 narrow that set, never widen it. Service ids match exactly: ``RH`` or ``état-civil`` are not ``rh`` or
 ``etat-civil``.
+
+Manage rights sit here too: an agent manages nothing, a document manager the documents whose services are all
+among their own, an administrator every document (and may publish to ``tous``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from qdrant_client import models
 
-from ingest.documents import ALL_AGENTS, SERVICE_ID
+from index.documents import ALL_AGENTS, SERVICE_ID
 
 ROLES = ("agent", "document_manager", "admin")
 
@@ -83,6 +86,47 @@ def access_filter(user: User, scope: Scope | None = None) -> models.Filter:
 def can_see(user: User, services: Iterable[str]) -> bool:
     """Whether a document with these services is visible to ``user`` (for checks outside Qdrant: files, evals)."""
     return bool(set(services) & visible_services(user))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Manage rights: who may add, replace and withdraw documents (deny by default)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def managed_services(user: User | None, all_services: Iterable[str] = ()) -> frozenset[str]:
+    """Services whose documents ``user`` may add, replace and withdraw: none for an agent, their own for a document
+    manager, every service (those given, and documents open to all) for an administrator."""
+    if not isinstance(user, User):
+        return frozenset()
+    if user.has_role("admin"):
+        return frozenset(user.services) | frozenset(all_services) | {ALL_AGENTS}
+    if user.has_role("document_manager"):
+        return frozenset(user.services)
+    return frozenset()
+
+
+def can_upload(user: User | None) -> bool:
+    """Whether ``user`` may add documents at all (and open the document-management dialogs)."""
+    return bool(managed_services(user))
+
+
+def can_manage(user: User | None, doc_services: Iterable[str]) -> bool:
+    """Whether ``user`` may replace or withdraw a document with these services: an administrator, any document; a
+    document manager, a document whose services are all among their own; nobody, a document without services."""
+    if not isinstance(user, User):
+        return False
+    if user.has_role("admin"):
+        return True
+    services = set(doc_services or ())
+    return bool(services) and services <= managed_services(user)
+
+
+def upload_targets(user: User | None) -> list[str]:
+    """Services a new document may be published to: the manager's own, and « tous » for an administrator only."""
+    if not can_upload(user):
+        return []
+    own = sorted(s for s in user.services if s != ALL_AGENTS)
+    return own + ([ALL_AGENTS] if user.has_role("admin") else [])
 
 
 # --------------------------------------------------------------------------------------------------------------

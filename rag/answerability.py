@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 Outcome = Literal["answer", "uncertain", "not_found"]
 OUTCOMES: tuple[Outcome, ...] = ("answer", "uncertain", "not_found")

@@ -7,6 +7,9 @@ not see.
                 answer · uncertain · not_found
              ─▶ not_found: say so without calling any model, show the closest titles
              ─▶ generation (LLM, or extracts, the answering sentence first) ─▶ citations checked ─▶ Answer
+
+Personal data in the question (``rag.personal_data``) is reported in ``Answer.personal_data``; retrieval and the
+extracts use the question locally as typed, a remote model only ever receives it masked (``rag.generate``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from rag.answerability import AnswerabilityModel, Decision, Outcome
 from rag.citations import Citation, SupportChecker, build_citations
 from rag.evidence import Evidence, EvidenceReader
 from rag.generate import GenerationError, Generator
+from rag.personal_data import Found, find_personal_data
 from rag.prompts import NOT_FOUND_SENTENCE
 from rag.retrieve import HybridRetriever, ScoredChunk
 
@@ -56,6 +60,7 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     usage: dict[str, int | None] = field(default_factory=dict)
     generator: str = ""
+    personal_data: tuple[Found, ...] = ()  # in the question as typed (masked before any remote model sees it)
 
     @property
     def unsupported(self) -> tuple[int, ...]:
@@ -83,6 +88,7 @@ class Answer:
             ],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "usage": self.usage,
+            "personal_data": [f.to_json() for f in self.personal_data],
         }
 
 
@@ -162,7 +168,7 @@ class Assistant:
         sources = tuple(retrieved) if decision.outcome != "not_found" else ()
         common = dict(question=question, standalone_question=standalone if standalone != question else None,
                       trace=trace, generator=self.generator.name, extractive=self.generator.extractive,
-                      probability=decision.probability,
+                      probability=decision.probability, personal_data=tuple(find_personal_data(question)),
                       missing=evidence.missing_entities if evidence is not None else ())
 
         if not sources:

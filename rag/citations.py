@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ingest.embed import Bm25Encoder, Embedder
+from index.embed import Bm25Encoder, Embedder
 from rag.retrieve import ScoredChunk
 
 MARKER = re.compile(r"\s?\[(\d{1,3})\]")

@@ -17,8 +17,9 @@ from typing import Iterator, Protocol, Sequence
 import httpx
 from langchain_core.messages import AIMessageChunk
 
-from ingest.embed import Bm25Encoder
+from index.embed import Bm25Encoder
 from rag.evidence import Evidence, EvidenceReader
+from rag.personal_data import mask
 from rag.prompts import ANSWER_PROMPT, REWRITE_PROMPT, format_sources, history_messages
 from rag.retrieve import ScoredChunk
 from rag.spans import fold
@@ -77,7 +78,15 @@ def _french_error(exc: Exception, endpoint: str) -> str:
     return f"Le modèle de langue a échoué ({type(exc).__name__})."
 
 
+def _masked_history(history: Sequence) -> list[tuple[str, str]]:
+    """The conversation as sent to the model: personal data masked in every turn (``rag.personal_data``)."""
+    return [(role, mask(content)) for role, content in history_messages(history)]
+
+
 class MistralGenerator:
+    """The question and the history leave the machine with their personal data masked (« [IBAN masqué] »…); the
+    sources are the commune's documents and go as they are."""
+
     extractive = False
 
     def __init__(
@@ -140,7 +149,7 @@ class MistralGenerator:
 
     def stream(self, question: str, sources: Sequence[ScoredChunk], history: Sequence = ()) -> Iterator[str]:
         messages = ANSWER_PROMPT.format_messages(
-            sources=format_sources(sources), question=question, history=history_messages(history)
+            sources=format_sources(sources), question=mask(question), history=_masked_history(history)
         )
         self.usage = Usage(calls=1)
         received = False
@@ -166,7 +175,7 @@ class MistralGenerator:
     def rewrite(self, question: str, history: Sequence) -> str:
         if not history:
             return question
-        messages = REWRITE_PROMPT.format_messages(question=question, history=history_messages(history))
+        messages = REWRITE_PROMPT.format_messages(question=mask(question), history=_masked_history(history))
         try:
             rewritten = "".join(str(c.content) for c in self._chunks(messages)).strip().strip("«»\"").strip()
         except Exception as exc:  # the original question still works, only less well

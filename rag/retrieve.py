@@ -2,22 +2,23 @@
 
 The question is embedded once (dense + French BM25) and sent to the store with the user's access filter, which the
 store places inside every prefetch and the fusion query (RRF). Then, outside Qdrant but only on what it returned:
-optional reranking with a sentence-transformers ``CrossEncoder``, at most N passages per document with adjacent
-chunks merged, and a relevance score (meaning and words shared with the question) that decides whether anything
+optional reranking (``rag.rerank``: a local CrossEncoder or a rerank service), at most N passages per document with
+adjacent chunks merged, and a relevance score (meaning and words shared with the question) that decides whether anything
 relevant was found.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from ingest.embed import Bm25Encoder, Embedder
-from ingest.store import Hit, Mode, Store
+from index.embed import Bm25Encoder, Embedder
+from index.store import Hit, Mode, Store
 from rag.access import Scope, User, access_filter
 from rag.question import expand
+from rag.rerank import Reranker
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,30 +72,8 @@ class ScoredChunk:
         }
 
 
-class Retriever(Protocol):
-    def retrieve(self, question: str, user: User, *, k: int, scope: Scope | None = None) -> list[ScoredChunk]: ...
-
-
-class Reranker(Protocol):
-    def scores(self, question: str, passages: Sequence[str]) -> Sequence[float]: ...
-
-
-class CrossEncoderReranker:
-    """A sentence-transformers CrossEncoder, loaded from a local folder or the local cache (offline)."""
-
-    def __init__(self, model: str, *, device: str = "cpu") -> None:
-        from sentence_transformers import CrossEncoder
-
-        try:
-            self._model = CrossEncoder(model, device=device)
-        except OSError as exc:
-            raise ValueError(
-                f"reranker introuvable hors ligne : {model!r} ({exc}) ; indiquez un dossier local dans "
-                "COLLECTIVIA_SEARCH__RERANKER ou laissez-le vide"
-            ) from exc
-
-    def scores(self, question: str, passages: Sequence[str]) -> Sequence[float]:
-        return [float(s) for s in self._model.predict([(question, p) for p in passages])]
+TIE_MARGIN = 10
+"""Chunks fetched beyond the limit, so that ties at the cut are broken by id rather than by the engine's order."""
 
 
 def _merge(chunks: list[ScoredChunk]) -> ScoredChunk:
@@ -182,11 +161,14 @@ class HybridRetriever:
             filter=query_filter,
             dense=dense if self.mode != "bm25" else None,
             sparse=sparse,
-            limit=limit,
-            prefetch=max(self.prefetch, limit),
+            limit=limit + TIE_MARGIN,
+            prefetch=max(self.prefetch, limit + TIE_MARGIN),
             mode=self.mode,
             with_dense=True,
         )
+        # Equal fused scores are frequent (RRF gives 1/61 to every first of one list): the engine orders them as its
+        # segments come, so identical runs could differ. Ties go by chunk id, the cut comes after.
+        hits = sorted(hits, key=lambda h: (-h.score, h.id))[:limit]
         query = np.asarray(dense, dtype=np.float32)
         terms = set(sparse[0]) if sparse is not None else set(self.sparse.embed_query(expand(question))[0])
         out = []

@@ -15,7 +15,6 @@ import unicodedata
 from dataclasses import dataclass
 
 AnswerType = str  # "amount" | "count" | "duration" | "date" | "person" | "form" | "place"
-ANSWER_TYPES = ("amount", "count", "duration", "date", "person", "form", "place")
 
 
 def fold(text: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from ingest.offline import configure_offline  # noqa: E402
+from index.offline import configure_offline  # noqa: E402
 
 configure_offline()
 
@@ -25,21 +25,21 @@ def hash_embedder() -> HashEmbedder:
 
 @pytest.fixture(scope="session")
 def use_embedder():
-    from ingest.embed import UseEmbedder
+    from index.embed import UseEmbedder
 
     return UseEmbedder(threads=2)
 
 
 @pytest.fixture(scope="session")
 def bm25():
-    from ingest.embed import Bm25Encoder
+    from index.embed import Bm25Encoder
 
     return Bm25Encoder()
 
 
 def make_store(kind: str, info, tmp_path: Path):
-    from ingest.store import EdgeStore, ServerStore
-
+    from index.edge_store import EdgeStore
+    from index.server_store import ServerStore
     if kind == "edge":
         return EdgeStore(tmp_path / "qdrant", info)
     from qdrant_client import QdrantClient
@@ -56,8 +56,7 @@ def store_kind(request) -> str:
 
 @pytest.fixture
 def store(store_kind, hash_embedder, tmp_path):
-    from ingest.store import CollectionInfo
-
+    from index.store import CollectionInfo
     s = make_store(store_kind, CollectionInfo(hash_embedder.name, hash_embedder.dim), tmp_path)
     yield s
     s.close()

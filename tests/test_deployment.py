@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from collectivia.settings import Settings, describe_settings
-from ingest.offline import OFFLINE_ENV
+from index.offline import OFFLINE_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
@@ -427,8 +427,7 @@ class TestClusterSettings:
 
     def build(self, hash_embedder):
         from collectivia.wiring import build_store
-        from ingest.store import ServerStore
-
+        from index.server_store import ServerStore
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             store = build_store(Settings(_env_file=None), hash_embedder)

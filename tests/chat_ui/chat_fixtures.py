@@ -48,7 +48,7 @@ def chat_corpus(tmp_path_factory):
     script = f"""
 from collectivia.settings import Settings
 from collectivia.wiring import build_embedder, build_ingestor, build_store
-from ingest.documents import Document, DocumentMeta, Element, ParsedDocument
+from index.documents import Document, DocumentMeta, Element, ParsedDocument
 s = Settings(); e = build_embedder(s); st = build_store(s, e)
 text = "Carte nationale d'identité : la demande se fait en mairie sur rendez-vous."
 doc = Document(doc_id="SP-F1234", version="v1", meta=DocumentMeta(title="Carte d'identité", doc_type="fiche",
@@ -100,5 +100,5 @@ def context(browser, request):
 
 @pytest.fixture
 def shots(tmp_path):
-    """Where the tests' screenshots go (the documentation's come from `python -m chat_ui.screenshots`)."""
+    """Where the tests' screenshots go (the documentation's come from `python -m tools.screenshots`)."""
     return tmp_path

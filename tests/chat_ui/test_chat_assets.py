@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import tomli
 
-from chat_ui.assets import FR_OVERRIDES, chainlit_config, external_urls, prepare_app_root, sovereign_html
+from chat_ui.assets import FR_OVERRIDES, chainlit_config, prepare_app_root, sovereign_html
 
 CHAINLIT = Path(importlib.util.find_spec("chainlit").origin).parent
+
+
+def external_urls(html: str) -> list[str]:
+    """Absolute http(s) addresses the page would make the browser load or announce."""
+    return re.findall(r"(?:href|src|content)=\"(https?://[^\"]+)\"", html, re.IGNORECASE)
 
 
 def test_chainlit_page_has_no_outside_address_once_rewritten():

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from chat_ui.auth import (
-    OIDC, PASSWORD, UserDirectory, check_password, claim_values, collectivia_user, hash_password, managed_services,
+    OIDC, PASSWORD, UserDirectory, check_password, claim_values, collectivia_user, hash_password,
     map_claims, oidc_display_name, session_metadata,
 )
 from collectivia.settings import OidcSettings
@@ -155,12 +155,3 @@ def test_session_user_of_openid_connect_comes_from_its_signed_metadata():
     assert collectivia_user("alice@commune.fr", {"provider": "github"}, directory=None, password_login=True,
                             oidc_login=True) is None
     assert collectivia_user(None, metadata, directory=None, password_login=True, oidc_login=True) is None
-
-
-def test_managed_services():
-    agent = User("a", "A", frozenset({"rh"}))
-    manager = User("m", "M", frozenset({"rh", "finances"}), frozenset({"agent", "document_manager"}))
-    admin = User("x", "X", frozenset(), frozenset({"agent", "admin"}))
-    assert managed_services(agent) == frozenset()
-    assert managed_services(manager) == {"rh", "finances"}
-    assert {"tous", "dsi"} <= managed_services(admin, ["dsi"])

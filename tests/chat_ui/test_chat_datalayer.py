@@ -183,6 +183,13 @@ def test_feedback_and_cards_are_stored_for_the_owner_only(layer):
         alice = await dl.get_user("alice")
         listed = await dl.list_threads(Pagination(first=10), ThreadFilter(userId=alice.id))
         assert [t["id"] for t in listed.data] == [alice_thread]
+
+        # Alice deletes the conversation from the sidebar: her opinion and the logged question go with it.
+        await dl.log_question(answer_id=alice_step, thread_id=alice_thread, services=["rh"], outcome="not_found",
+                              refused=True, question="q", doc_ids=[])
+        await dl.delete_thread(alice_thread)
+        for table in ("collectivia_feedback", "collectivia_questions"):
+            assert await dl.execute_sql(f"SELECT count(*) AS n FROM {table}", {}) == [{"n": 0}]
         await dl.close()
 
     run(scenario())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chat_ui.scope import describe_scope, doc_type_choices, scope_from_values, service_choices
+from chat_ui.scope import doc_type_choices, scope_from_values, service_choices
 from rag.access import Scope, User, access_filter
 
 AGENT = User("a", "A", frozenset({"rh", "finances"}))
@@ -24,7 +24,6 @@ def test_a_choice_narrows():
     assert problem is None
     assert scope == Scope(services=frozenset({"rh"}), doc_types=frozenset({"procedure"}), include_repealed=True)
     access_filter(AGENT, scope)  # accepted by the access layer
-    assert describe_scope(scope) == "services : rh · types : Procédure · textes abrogés inclus"
 
 
 def test_a_forged_choice_cannot_widen():

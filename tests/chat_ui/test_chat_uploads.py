@@ -26,11 +26,11 @@ class FakeBackend:
     document_payload = Backend.document_payload
 
     def __init__(self, tmp: Path, embedder) -> None:
-        from ingest.embed import Bm25Encoder
+        from index.embed import Bm25Encoder
         from ingest.parse import ParseOptions
         from ingest.pipeline import Ingestor
-        from ingest.store import CollectionInfo, EdgeStore
-
+        from index.store import CollectionInfo
+        from index.edge_store import EdgeStore
         self.settings = Settings(data_dir=tmp / "data", limits=LimitSettings(max_file_mb=0.1, parse_workers=0))
         self.uploads_dir = tmp / "data" / "uploads"
         self.audit = AuditLog(tmp / "data" / "audit" / "documents.jsonl")
@@ -50,17 +50,6 @@ def manager(tmp_path, hash_embedder):
 
 def audit(dm) -> list[dict]:
     return dm.backend.audit.entries()
-
-
-def test_rights():
-    dm = DocumentManager.__new__(DocumentManager)
-    assert not dm.can_upload(AGENT) and dm.can_upload(MANAGER) and dm.can_upload(ADMIN)
-    assert dm.publishable_services(MANAGER) == ["finances", "rh"]
-    assert dm.publishable_services(AGENT) == []
-    assert dm.publishable_services(ADMIN) == ["tous"]
-    assert dm.may_manage(MANAGER, ["rh"]) and dm.may_manage(MANAGER, ["rh", "finances"])
-    assert not dm.may_manage(MANAGER, ["rh", "urbanisme"]) and not dm.may_manage(MANAGER, ["tous"])
-    assert not dm.may_manage(MANAGER, []) and dm.may_manage(ADMIN, ["tous"])
 
 
 @pytest.mark.parametrize("title, doc_type, services, message", [

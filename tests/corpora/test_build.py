@@ -131,7 +131,7 @@ def test_every_format_and_sidecar(corpus):
 
 
 def test_sidecar_accepted_by_ingestion(corpus):
-    documents = pytest.importorskip("ingest.documents")
+    documents = pytest.importorskip("index.documents")
     _, out = corpus
     doc_id, meta = documents.load_meta(_out(out, "pdf"))
     assert doc_id == "DEL-TEST-PDF"

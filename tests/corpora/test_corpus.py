@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from rapidfuzz import fuzz
 
-from ingest.documents import load_meta
+from index.documents import load_meta
 from ingest.parse import parse_file
 from ingest.pipeline import IngestReport, discover
 from rag.access import can_see, load_users

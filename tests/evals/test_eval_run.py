@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from evals.datasets import load_dataset
-from evals.run import EvalConfig, JudgeConfig, Judge, build_settings, index_key, load_config, run_dataset
+from evals.config import EvalConfig, JudgeConfig, build_settings, load_config
+from evals.indexes import index_key
+from evals.judge import Judge
+from evals.run import run_dataset
 from fixtures import make_md, write_meta
 from mistral_server import mistral_server  # noqa: F401 - fixture
 

@@ -18,7 +18,8 @@ THRESHOLDS = ROOT / "evals" / "thresholds.json"
 def test_commune_gate(tmp_path, monkeypatch):
     from evals.datasets import load_dataset
     from evals.metrics import check_thresholds
-    from evals.run import build_settings, load_config, run_dataset
+    from evals.config import build_settings, load_config
+    from evals.run import run_dataset
 
     for name in [k for k in os.environ if k.startswith("COLLECTIVIA_")]:
         monkeypatch.delenv(name)

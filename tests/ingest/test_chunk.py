@@ -9,7 +9,7 @@ import pytest
 
 from fixtures import SECTIONS, make_docx, make_html, make_md, make_odt, make_pdf, make_txt
 from ingest.chunk import chunk_document
-from ingest.documents import Chunk, Document, DocumentMeta, Element, ParsedDocument
+from index.documents import Chunk, Document, DocumentMeta, Element, ParsedDocument
 from ingest.parse import parse_file
 
 META = DocumentMeta(title="Congés annuels", doc_type="procedure", services=("rh", "finances"),

@@ -24,7 +24,7 @@ from fixtures import (
     make_txt,
     make_zip_bomb,
 )
-from ingest.documents import ParsedDocument
+from index.documents import ParsedDocument
 from ingest.parse import ParseError, ParseOptions, ocr_available, parse_file
 
 MAKERS: dict[str, Callable[[Path], Path]] = {

@@ -18,8 +18,8 @@ from fixtures import (
 )
 from ingest import pipeline as pipeline_module
 from ingest.pipeline import ChunkingOptions, Ingestor
-from ingest.store import CollectionInfo, EdgeStore
-
+from index.store import CollectionInfo
+from index.edge_store import EdgeStore
 MAKERS = {"a.md": make_md, "b.txt": make_txt, "c.html": make_html, "d.docx": make_docx, "e.odt": make_odt, "f.pdf": make_pdf}
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -210,10 +210,10 @@ KILLER = textwrap.dedent(
     import os, signal, sys
     sys.path[:0] = [{tests!r}, {root!r}]
     from fixtures import HashEmbedder
-    from ingest.embed import Bm25Encoder
+    from index.embed import Bm25Encoder
     from ingest.pipeline import ChunkingOptions, Ingestor
-    from ingest.store import CollectionInfo, EdgeStore
-
+    from index.store import CollectionInfo
+    from index.edge_store import EdgeStore
     kill_at = int(sys.argv[3])
     calls = 0
 

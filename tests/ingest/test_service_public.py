@@ -482,3 +482,16 @@ def test_real_tarball_yields_every_fiche():
         assert isinstance(data, dict) and data.get("id") == fiche_id
     assert counted == {"particuliers": 4873, "professionnels": 2477, "associations": 241}
     assert sum(counted.values()) == 7591
+
+
+def test_reading_and_rendering_fiches_loads_no_file_parser():
+    """``collectivia import`` and the evaluations read fiches without paying for unstructured and its models."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ingest.service_public as sp; "
+            "print(sorted(m for m in ('unstructured', 'ingest.parse', 'ingest.pipeline') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

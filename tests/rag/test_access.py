@@ -16,16 +16,20 @@ import numpy as np
 import pytest
 from qdrant_client import models
 
-from ingest.store import StoredPoint, point_id
+from index.store import StoredPoint, point_id
 from rag.access import (
     AccessError,
     Scope,
     User,
     UsersFileError,
     access_filter,
+    can_manage,
     can_see,
+    can_upload,
     get_user,
     load_users,
+    managed_services,
+    upload_targets,
     visible_services,
 )
 from rag.retrieve import HybridRetriever
@@ -562,3 +566,46 @@ def test_a_single_service_written_as_text_is_one_service_not_its_letters(tmp_pat
     user = load_users(path)["f.lefebvre"]
     assert user.services == frozenset({"dsi"})
     assert user.roles == frozenset({"agent"})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Manage rights: add, replace, withdraw (deny by default)
+# --------------------------------------------------------------------------------------------------------------
+
+AGENT = User("a.martin", "Alice", frozenset({"rh"}))
+RH_MANAGER = User("h.bernard", "Hélène", frozenset({"rh", "finances"}), frozenset({"agent", "document_manager"}))
+URBA_MANAGER = User("i.lambert", "Igor", frozenset({"urbanisme"}), frozenset({"agent", "document_manager"}))
+ADMIN = User("admin", "Admin", frozenset(), frozenset({"agent", "admin"}))
+
+
+def test_a_manager_manages_the_documents_of_their_services_and_no_others():
+    assert managed_services(RH_MANAGER) == {"rh", "finances"}
+    assert can_manage(RH_MANAGER, ["rh"]) and can_manage(RH_MANAGER, ["rh", "finances"])
+    assert not can_manage(RH_MANAGER, ["urbanisme"])
+    assert not can_manage(RH_MANAGER, ["rh", "urbanisme"])  # shared with a service they do not manage
+    assert not can_manage(RH_MANAGER, ["tous"]) and not can_manage(RH_MANAGER, [])
+    assert can_manage(URBA_MANAGER, ["urbanisme"]) and not can_manage(URBA_MANAGER, ["rh"])
+    assert upload_targets(RH_MANAGER) == ["finances", "rh"]  # their own services, never « tous »
+
+
+def test_an_agent_manages_nothing():
+    assert managed_services(AGENT) == frozenset()
+    assert not can_upload(AGENT) and upload_targets(AGENT) == []
+    assert not any(can_manage(AGENT, services) for services in (["rh"], ["tous"], []))
+    no_service = User("s", "Sans service", frozenset(), frozenset({"agent", "document_manager"}))
+    assert not can_upload(no_service) and upload_targets(no_service) == [] and not can_manage(no_service, ["rh"])
+
+
+def test_an_administrator_manages_every_document_and_may_publish_to_everyone():
+    assert can_upload(ADMIN)
+    assert can_manage(ADMIN, ["urbanisme"]) and can_manage(ADMIN, ["tous"]) and can_manage(ADMIN, ["rh", "dsi"])
+    assert upload_targets(ADMIN) == ["tous"]
+    assert {"tous", "dsi"} <= managed_services(ADMIN, ["dsi"])
+    admin_of_rh = User("b", "B", frozenset({"rh"}), frozenset({"agent", "admin"}))
+    assert upload_targets(admin_of_rh) == ["rh", "tous"]
+
+
+@pytest.mark.parametrize("nobody", [None, "admin", {"id": "admin", "roles": ["admin"]}])
+def test_manage_rights_are_denied_without_an_authenticated_user(nobody):
+    assert managed_services(nobody) == frozenset() and not can_upload(nobody) and upload_targets(nobody) == []
+    assert not can_manage(nobody, ["rh"]) and not can_manage(nobody, ["tous"])

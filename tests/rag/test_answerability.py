@@ -79,7 +79,7 @@ _BM25 = []
 
 def _bm25():
     if not _BM25:
-        from ingest.embed import Bm25Encoder
+        from index.embed import Bm25Encoder
 
         _BM25.append(Bm25Encoder())
     return _BM25[0]

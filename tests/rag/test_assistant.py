@@ -14,7 +14,8 @@ from qdrant_client import models
 
 from fixtures import make_docx, make_md, make_pdf, make_txt, write_meta
 from ingest.pipeline import ChunkingOptions, Ingestor
-from ingest.store import CollectionInfo, EdgeStore
+from index.store import CollectionInfo
+from index.edge_store import EdgeStore
 from mistral_server import MistralServer, closed_port_url, mistral_server  # noqa: F401 - fixture
 from rag.access import Scope, User, can_see
 from rag.answerability import AnswerabilityModel

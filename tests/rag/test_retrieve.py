@@ -11,9 +11,10 @@ import pytest
 from conftest import make_store
 from fixtures import make_md, write_meta
 from ingest.pipeline import ChunkingOptions, Ingestor
-from ingest.store import CollectionInfo, Hit
+from index.store import CollectionInfo, Hit
 from rag.access import User
-from rag.retrieve import CrossEncoderReranker, HybridRetriever, Reranker, ScoredChunk, diversify
+from rag.rerank import CrossEncoderReranker
+from rag.retrieve import HybridRetriever, Reranker, ScoredChunk, diversify
 
 EVERYONE = User("agent", "Agent", frozenset({"rh", "urbanisme", "education"}))
 # A document's parsed text; chunk i covers SOURCE[10*i : 10*i + 14] (4 characters of overlap with the next one).
@@ -347,3 +348,22 @@ def test_cross_encoder_orders_the_retrieved_passages(cross_encoder, store, hash_
     assert passages[0].score == pytest.approx(max(scores), abs=1e-5)
     assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
     assert [p.id for p in passages] == [p.id for p in retriever.retrieve(question, EVERYONE, k=10)]
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25"])
+def test_equal_scores_are_ordered_and_cut_by_chunk_id_so_identical_runs_agree(store, hash_embedder, bm25, tmp_path, mode):
+    # Twelve documents with the same text: every chunk gets the same score, whatever the engine's inner order.
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    text = "Le service des sports prête des minibus aux associations sportives de la commune."
+    for n in range(12):
+        path = make_md(folder / f"doc{n:02d}.md", title="Prêt de minibus", sections=[("Article 1", text)])
+        write_meta(path, id=f"DOC-{n:02d}", title="Prêt de minibus", services=["tous"], doc_type="procedure")
+    Ingestor(store, hash_embedder, bm25, chunking=ChunkingOptions(size=60, overlap=5), parse_workers=0).ingest_paths([folder])
+    retriever = HybridRetriever(store, hash_embedder, bm25, mode=mode)
+    user = User(id="a", name="a", services=frozenset({"sports"}))
+    everything = retriever.candidates("prêt de minibus aux associations", user, limit=50)
+    assert len({c.score for c in everything[:12]}) == 1  # the premise: ties
+    first = retriever.candidates("prêt de minibus aux associations", user, limit=5)
+    assert [c.id for c in first] == sorted(c.id for c in everything[:12])[:5]
+    assert [c.id for c in retriever.candidates("prêt de minibus aux associations", user, limit=5)] == [c.id for c in first]

@@ -1,0 +1,3 @@
+from collectivia.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""The index: what ingestion writes and answering reads — documents, embedders, stores."""

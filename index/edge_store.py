@@ -1,0 +1,217 @@
+"""The embedded default: Qdrant Edge, the Qdrant engine in-process (``qdrant-edge-py``), one process at a time."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+from qdrant_client import models
+
+from index.store import (  # noqa: E501
+    PagedReads,
+    CollectionInfo, DENSE, Hit, KEYWORD_INDEXES, LIVE, Mode, RRF_K, SPARSE, STAGED,
+    STAGED_CONDITION, StoreError,
+    StoredPoint, dense_of, doc_condition, live_filter, version_condition,
+)
+
+
+
+
+def _edge_condition(condition: Any) -> Any:
+    import qdrant_edge as qe
+
+    if isinstance(condition, models.Filter):
+        return _edge_filter(condition)
+    if isinstance(condition, models.FieldCondition):
+        match = condition.match
+        if isinstance(match, models.MatchValue):
+            edge_match = qe.MatchValue(match.value)
+        elif isinstance(match, models.MatchAny):
+            edge_match = qe.MatchAny(list(match.any))
+        elif isinstance(match, models.MatchExcept):
+            edge_match = qe.MatchExcept(list(match.except_))
+        else:
+            raise StoreError(f"condition de filtre non prise en charge par le stockage embarqué : {condition!r}")
+        return qe.FieldCondition(condition.key, match=edge_match)
+    if isinstance(condition, models.IsEmptyCondition):
+        return qe.IsEmptyCondition(condition.is_empty.key)
+    if isinstance(condition, models.HasIdCondition):
+        return qe.HasIdCondition([str(i) for i in condition.has_id])
+    raise StoreError(f"condition de filtre non prise en charge par le stockage embarqué : {condition!r}")
+
+
+def _edge_filter(filter: models.Filter) -> Any:
+    import qdrant_edge as qe
+
+    def conv(items: Any) -> list | None:
+        if items is None:
+            return None
+        items = items if isinstance(items, list) else [items]
+        return [_edge_condition(c) for c in items]
+
+    if filter.min_should is not None:
+        raise StoreError("min_should n'est pas pris en charge par le stockage embarqué")
+    return qe.Filter(must=conv(filter.must), should=conv(filter.should), must_not=conv(filter.must_not))
+
+
+class IndexBusyError(StoreError):
+    """Another process holds the embedded index (the chat, or another command)."""
+
+
+class EdgeStore(PagedReads):
+    """The embedded default: a Qdrant Edge shard under the data directory."""
+
+    INFO_FILE = "collectivia.json"
+
+    def __init__(self, path: Path, info: CollectionInfo) -> None:
+        import qdrant_edge as qe
+
+        self._qe = qe
+        self.path = Path(path)
+        self.info = info
+        self._lock = threading.RLock()
+        shard_dir = self.path / "shard"
+        info_file = self.path / self.INFO_FILE
+        if info_file.is_file():
+            stored = CollectionInfo(**json.loads(info_file.read_text(encoding="utf-8")))
+            info.check_compatible(stored, str(self.path))
+            try:
+                self._shard = qe.EdgeShard.load(str(shard_dir))
+            except Exception as exc:
+                if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
+                    raise IndexBusyError(
+                        f"l'index embarqué {self.path} est déjà ouvert par un autre processus (le chat « collectivia "
+                        "serve » ou une autre indexation ?). Un seul processus peut l'ouvrir à la fois : arrêtez "
+                        "l'autre, indexez depuis le chat, ou utilisez un serveur Qdrant (COLLECTIVIA_QDRANT__URL)."
+                    ) from exc
+                raise StoreError(f"l'index embarqué {self.path} ne s'ouvre pas ({exc})") from exc
+            # Leftovers of an interrupted run: only now, while no other process can be writing (one owner).
+            self.discard_staged()
+        else:
+            if shard_dir.exists() and any(shard_dir.iterdir()):
+                raise StoreError(
+                    f"{shard_dir} contient un index sans fichier {self.INFO_FILE} : déplacez ou supprimez ce dossier"
+                )
+            self.path.mkdir(parents=True, exist_ok=True)
+            config = qe.EdgeConfig(
+                vectors={DENSE: qe.EdgeVectorParams(size=info.dim, distance=qe.Distance.Cosine)},
+                sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            )
+            self._shard = qe.EdgeShard.create(str(shard_dir), config)
+            for name in KEYWORD_INDEXES:
+                self._shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+            self._shard.update(qe.UpdateOperation.create_field_index("chunk_index", qe.PayloadSchemaType.Integer))
+            tmp = info_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(asdict(info), indent=2), encoding="utf-8")
+            tmp.replace(info_file)
+
+    # -- writing ---------------------------------------------------------------------------------------------
+    def upsert(self, points: Sequence[StoredPoint]) -> None:
+        qe = self._qe
+        edge_points = [
+            qe.Point(
+                p.id,
+                {DENSE: [float(x) for x in p.dense], SPARSE: qe.SparseVector(list(p.sparse[0]), list(p.sparse[1]))},
+                {**p.payload, **STAGED},
+            )
+            for p in points
+        ]
+        with self._lock:
+            self._shard.update(qe.UpdateOperation.upsert_points(edge_points))
+
+    def activate(self, doc_id: str, version: str) -> bool:
+        qe = self._qe
+        old = models.Filter(must=[doc_condition(doc_id)], must_not=[version_condition(version)])
+        new = models.Filter(must=[doc_condition(doc_id), version_condition(version)])
+        with self._lock:
+            if not self._shard.count(qe.CountRequest(exact=True, filter=_edge_filter(new))):
+                return False  # the new version vanished (another writer discarded it): keep the old one
+            self._shard.update(qe.UpdateOperation.delete_points_by_filter(_edge_filter(old)))
+            self._shard.update(qe.UpdateOperation.set_payload_by_filter(_edge_filter(new), LIVE))
+            # No flush here: the write-ahead log makes each update durable; flush() runs on close.
+        return True
+
+    def discard_staged(self, doc_id: str | None = None) -> int:
+        qe = self._qe
+        staged = models.Filter(
+            must=[STAGED_CONDITION] + ([doc_condition(doc_id)] if doc_id else [])
+        )
+        with self._lock:
+            n = self._shard.count(qe.CountRequest(exact=True, filter=_edge_filter(staged)))
+            if n:
+                self._shard.update(qe.UpdateOperation.delete_points_by_filter(_edge_filter(staged)))
+        return n
+
+    def delete_document(self, doc_id: str) -> None:
+        with self._lock:
+            self._shard.update(
+                self._qe.UpdateOperation.delete_points_by_filter(_edge_filter(models.Filter(must=[doc_condition(doc_id)])))
+            )
+            self._shard.flush()
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def _reading(self) -> threading.RLock:
+        return self._lock
+
+    def _page(self, filter: models.Filter, size: int, offset: Any, fields: list[str] | bool) -> tuple[list, Any]:
+        return self._shard.scroll(
+            self._qe.ScrollRequest(offset=offset, limit=size, filter=_edge_filter(filter), with_payload=fields)
+        )
+
+    def count(self, filter: models.Filter | None = None) -> int:
+        with self._lock:
+            return self._shard.count(self._qe.CountRequest(exact=True, filter=_edge_filter(live_filter(filter))))
+
+    def query(
+        self,
+        *,
+        filter: models.Filter,
+        dense: Sequence[float] | None,
+        sparse: tuple[Sequence[int], Sequence[float]] | None,
+        limit: int,
+        prefetch: int = 40,
+        mode: Mode = "hybrid",
+        with_dense: bool = False,
+    ) -> list[Hit]:
+        if filter is None:
+            raise StoreError("requête refusée : aucun filtre d'accès (une recherche exige un utilisateur)")
+        qe = self._qe
+        scope = _edge_filter(live_filter(filter))
+        stages = []
+        if mode in ("hybrid", "dense") and dense is not None:
+            stages.append(qe.Query.Nearest([float(x) for x in dense], using=DENSE))
+        if mode in ("hybrid", "bm25") and sparse is not None and len(sparse[0]):
+            stages.append(qe.Query.Nearest(qe.SparseVector(list(sparse[0]), list(sparse[1])), using=SPARSE))
+        if not stages:
+            return []
+        if len(stages) == 1:
+            request = qe.QueryRequest(limit=limit, query=stages[0], filter=scope, with_payload=True,
+                                      with_vector=[DENSE] if with_dense else False)
+        else:
+            request = qe.QueryRequest(
+                limit=limit,
+                prefetches=[qe.Prefetch(limit=prefetch, query=q, filter=scope) for q in stages],
+                query=qe.Fusion.Rrf(k=RRF_K),
+                filter=scope,
+                with_payload=True,
+                with_vector=[DENSE] if with_dense else False,
+            )
+        with self._lock:
+            points = self._shard.query(request)
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {}), dense_of(p.vector)) for p in points]
+
+    def optimize(self) -> None:
+        with self._lock:
+            self._shard.optimize()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._shard is not None:
+                self._shard.flush()
+                self._shard.close()
+                self._shard = None
+
+

@@ -1,0 +1,152 @@
+"""A collection on a Qdrant server or cluster through ``qdrant-client`` (tested against its in-memory mode)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Sequence
+
+from qdrant_client import models
+
+from index.store import (  # noqa: E501
+    PagedReads,
+    CollectionInfo, DENSE, Hit, KEYWORD_INDEXES, LIVE, Mode, RRF_K, SPARSE, STAGED,
+    STAGED_CONDITION, StoreError,
+    StoredPoint, dense_of, doc_condition, live_filter, version_condition,
+)
+
+
+
+
+class ServerStore(PagedReads):
+    """A collection on a Qdrant server or cluster; the collection metadata holds the embedder's name and size."""
+
+    def __init__(
+        self,
+        client: Any,
+        collection: str,
+        info: CollectionInfo,
+        *,
+        shards: int = 1,
+        replication_factor: int = 1,
+    ) -> None:
+        self._client = client
+        self.collection = collection
+        self.info = info
+        if client.collection_exists(collection):
+            stored = (client.get_collection(collection).config.metadata or {}).get("collectivia")
+            if stored is None:
+                raise StoreError(
+                    f"la collection Qdrant « {collection} » existe mais n'a pas été créée par Collectivia : "
+                    "choisissez un autre nom (COLLECTIVIA_QDRANT__COLLECTION)"
+                )
+            info.check_compatible(CollectionInfo(**stored), f"« {collection} »")
+        else:
+            client.create_collection(
+                collection,
+                vectors_config={DENSE: models.VectorParams(size=info.dim, distance=models.Distance.COSINE)},
+                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                shard_number=shards,
+                replication_factor=replication_factor,
+                metadata={"collectivia": asdict(info)},
+            )
+            for name in KEYWORD_INDEXES:
+                client.create_payload_index(collection, name, models.PayloadSchemaType.KEYWORD)
+            client.create_payload_index(collection, "chunk_index", models.PayloadSchemaType.INTEGER)
+
+    def upsert(self, points: Sequence[StoredPoint]) -> None:
+        self._client.upsert(
+            self.collection,
+            points=[
+                models.PointStruct(
+                    id=p.id,
+                    vector={
+                        DENSE: [float(x) for x in p.dense],
+                        SPARSE: models.SparseVector(indices=list(p.sparse[0]), values=list(p.sparse[1])),
+                    },
+                    payload={**p.payload, **STAGED},
+                )
+                for p in points
+            ],
+            wait=True,
+        )
+
+    def activate(self, doc_id: str, version: str) -> bool:
+        new = models.Filter(must=[doc_condition(doc_id), version_condition(version)])
+        if not self._client.count(self.collection, count_filter=new, exact=True).count:
+            return False  # the new version vanished (another writer discarded it): keep the old one
+        self._client.delete(
+            self.collection,
+            points_selector=models.FilterSelector(filter=models.Filter(must=[doc_condition(doc_id)], must_not=[version_condition(version)])),
+            wait=True,
+        )
+        self._client.set_payload(
+            self.collection,
+            payload=LIVE,
+            points=new,
+            wait=True,
+        )
+        return True
+
+    def discard_staged(self, doc_id: str | None = None) -> int:
+        staged = models.Filter(
+            must=[STAGED_CONDITION] + ([doc_condition(doc_id)] if doc_id else [])
+        )
+        n = self._client.count(self.collection, count_filter=staged, exact=True).count
+        if n:
+            self._client.delete(self.collection, points_selector=models.FilterSelector(filter=staged), wait=True)
+        return n
+
+    def delete_document(self, doc_id: str) -> None:
+        self._client.delete(
+            self.collection, points_selector=models.FilterSelector(filter=models.Filter(must=[doc_condition(doc_id)])), wait=True
+        )
+
+    def _page(self, filter: models.Filter, size: int, offset: Any, fields: list[str] | bool) -> tuple[list, Any]:
+        return self._client.scroll(self.collection, scroll_filter=filter, limit=size, offset=offset, with_payload=fields)
+
+    def count(self, filter: models.Filter | None = None) -> int:
+        return self._client.count(self.collection, count_filter=live_filter(filter), exact=True).count
+
+    def query(
+        self,
+        *,
+        filter: models.Filter,
+        dense: Sequence[float] | None,
+        sparse: tuple[Sequence[int], Sequence[float]] | None,
+        limit: int,
+        prefetch: int = 40,
+        mode: Mode = "hybrid",
+        with_dense: bool = False,
+    ) -> list[Hit]:
+        if filter is None:
+            raise StoreError("requête refusée : aucun filtre d'accès (une recherche exige un utilisateur)")
+        scope = live_filter(filter)
+        stages: list[tuple[Any, str]] = []
+        if mode in ("hybrid", "dense") and dense is not None:
+            stages.append(([float(x) for x in dense], DENSE))
+        if mode in ("hybrid", "bm25") and sparse is not None and len(sparse[0]):
+            stages.append((models.SparseVector(indices=list(sparse[0]), values=list(sparse[1])), SPARSE))
+        if not stages:
+            return []
+        if len(stages) == 1:
+            response = self._client.query_points(
+                self.collection, query=stages[0][0], using=stages[0][1], query_filter=scope, limit=limit,
+                with_payload=True, with_vectors=[DENSE] if with_dense else False,
+            )
+        else:
+            response = self._client.query_points(
+                self.collection,
+                prefetch=[models.Prefetch(query=q, using=using, filter=scope, limit=prefetch) for q, using in stages],
+                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                query_filter=scope,
+                limit=limit,
+                with_payload=True,
+                with_vectors=[DENSE] if with_dense else False,
+            )
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {}), dense_of(p.vector)) for p in response.points]
+
+    def optimize(self) -> None:
+        """The server optimises on its own."""
+
+    def close(self) -> None:
+        self._client.close()

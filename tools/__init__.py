@@ -1,0 +1,1 @@
+"""Benchmarks and documentation tools: run from the repository root (python -m tools.NAME), never installed."""
