@@ -130,6 +130,19 @@ def set_password(path: Path, user_id: str, password: str) -> None:
     _write(path, header, entries)
 
 
+def remove_user(path: Path, user_id: str) -> None:
+    """Remove an account from the users file (the agent can no longer log in); the rest of the file is kept."""
+    path = Path(path)
+    try:
+        header, entries = _read(path)
+    except UsersFileError as exc:
+        raise AccountError(str(exc)) from exc
+    kept = [entry for entry in entries if entry.get("id") != user_id]
+    if len(kept) == len(entries):
+        raise AccountError(f"utilisateur inconnu : {user_id} (fichier {path})")
+    _write(path, header, kept)
+
+
 def list_users(path: Path) -> list[dict]:
     """Users without their hashes: id, name, services, roles, whether a password is set."""
     try:

@@ -12,9 +12,9 @@ from qdrant_client import models
 
 from index.store import (  # noqa: E501
     PagedReads,
-    CollectionInfo, DENSE, Hit, KEYWORD_INDEXES, LIVE, Mode, RRF_K, SPARSE, STAGED,
+    CollectionInfo, DENSE, KEYWORD_INDEXES, LIVE, RRF_K, SPARSE, STAGED,
     STAGED_CONDITION, StoreError,
-    StoredPoint, dense_of, doc_condition, live_filter, version_condition,
+    StoredPoint, doc_condition, live_filter, version_condition,
 )
 
 
@@ -165,43 +165,27 @@ class EdgeStore(PagedReads):
         with self._lock:
             return self._shard.count(self._qe.CountRequest(exact=True, filter=_edge_filter(live_filter(filter))))
 
-    def query(
-        self,
-        *,
-        filter: models.Filter,
-        dense: Sequence[float] | None,
-        sparse: tuple[Sequence[int], Sequence[float]] | None,
-        limit: int,
-        prefetch: int = 40,
-        mode: Mode = "hybrid",
-        with_dense: bool = False,
-    ) -> list[Hit]:
-        if filter is None:
-            raise StoreError("requête refusée : aucun filtre d'accès (une recherche exige un utilisateur)")
+    def _search(self, scope: models.Filter, stages: list[tuple[str, Any]], *, limit: int, prefetch: int,
+                with_dense: bool) -> list[Any]:
         qe = self._qe
-        scope = _edge_filter(live_filter(filter))
-        stages = []
-        if mode in ("hybrid", "dense") and dense is not None:
-            stages.append(qe.Query.Nearest([float(x) for x in dense], using=DENSE))
-        if mode in ("hybrid", "bm25") and sparse is not None and len(sparse[0]):
-            stages.append(qe.Query.Nearest(qe.SparseVector(list(sparse[0]), list(sparse[1])), using=SPARSE))
-        if not stages:
-            return []
-        if len(stages) == 1:
-            request = qe.QueryRequest(limit=limit, query=stages[0], filter=scope, with_payload=True,
-                                      with_vector=[DENSE] if with_dense else False)
+        edge_scope = _edge_filter(scope)
+        queries = [qe.Query.Nearest(vector if using == DENSE else qe.SparseVector(*vector), using=using)
+                   for using, vector in stages]
+        vectors = [DENSE] if with_dense else False
+        if len(queries) == 1:
+            request = qe.QueryRequest(limit=limit, query=queries[0], filter=edge_scope, with_payload=True,
+                                      with_vector=vectors)
         else:
             request = qe.QueryRequest(
                 limit=limit,
-                prefetches=[qe.Prefetch(limit=prefetch, query=q, filter=scope) for q in stages],
+                prefetches=[qe.Prefetch(limit=prefetch, query=q, filter=edge_scope) for q in queries],
                 query=qe.Fusion.Rrf(k=RRF_K),
-                filter=scope,
+                filter=edge_scope,
                 with_payload=True,
-                with_vector=[DENSE] if with_dense else False,
+                with_vector=vectors,
             )
         with self._lock:
-            points = self._shard.query(request)
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {}), dense_of(p.vector)) for p in points]
+            return self._shard.query(request)
 
     def optimize(self) -> None:
         with self._lock:

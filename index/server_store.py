@@ -9,9 +9,9 @@ from qdrant_client import models
 
 from index.store import (  # noqa: E501
     PagedReads,
-    CollectionInfo, DENSE, Hit, KEYWORD_INDEXES, LIVE, Mode, RRF_K, SPARSE, STAGED,
+    CollectionInfo, DENSE, KEYWORD_INDEXES, LIVE, RRF_K, SPARSE, STAGED,
     STAGED_CONDITION, StoreError,
-    StoredPoint, dense_of, doc_condition, live_filter, version_condition,
+    StoredPoint, doc_condition, live_filter, version_condition,
 )
 
 
@@ -107,43 +107,24 @@ class ServerStore(PagedReads):
     def count(self, filter: models.Filter | None = None) -> int:
         return self._client.count(self.collection, count_filter=live_filter(filter), exact=True).count
 
-    def query(
-        self,
-        *,
-        filter: models.Filter,
-        dense: Sequence[float] | None,
-        sparse: tuple[Sequence[int], Sequence[float]] | None,
-        limit: int,
-        prefetch: int = 40,
-        mode: Mode = "hybrid",
-        with_dense: bool = False,
-    ) -> list[Hit]:
-        if filter is None:
-            raise StoreError("requête refusée : aucun filtre d'accès (une recherche exige un utilisateur)")
-        scope = live_filter(filter)
-        stages: list[tuple[Any, str]] = []
-        if mode in ("hybrid", "dense") and dense is not None:
-            stages.append(([float(x) for x in dense], DENSE))
-        if mode in ("hybrid", "bm25") and sparse is not None and len(sparse[0]):
-            stages.append((models.SparseVector(indices=list(sparse[0]), values=list(sparse[1])), SPARSE))
-        if not stages:
-            return []
-        if len(stages) == 1:
-            response = self._client.query_points(
-                self.collection, query=stages[0][0], using=stages[0][1], query_filter=scope, limit=limit,
-                with_payload=True, with_vectors=[DENSE] if with_dense else False,
-            )
-        else:
-            response = self._client.query_points(
-                self.collection,
-                prefetch=[models.Prefetch(query=q, using=using, filter=scope, limit=prefetch) for q, using in stages],
-                query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
-                query_filter=scope,
-                limit=limit,
-                with_payload=True,
-                with_vectors=[DENSE] if with_dense else False,
-            )
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {}), dense_of(p.vector)) for p in response.points]
+    def _search(self, scope: models.Filter, stages: list[tuple[str, Any]], *, limit: int, prefetch: int,
+                with_dense: bool) -> list[Any]:
+        queries = [(vector if using == DENSE else models.SparseVector(indices=vector[0], values=vector[1]), using)
+                   for using, vector in stages]
+        vectors = [DENSE] if with_dense else False
+        if len(queries) == 1:
+            (query, using), = queries
+            return self._client.query_points(self.collection, query=query, using=using, query_filter=scope,
+                                             limit=limit, with_payload=True, with_vectors=vectors).points
+        return self._client.query_points(
+            self.collection,
+            prefetch=[models.Prefetch(query=q, using=using, filter=scope, limit=prefetch) for q, using in queries],
+            query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+            query_filter=scope,
+            limit=limit,
+            with_payload=True,
+            with_vectors=vectors,
+        ).points
 
     def optimize(self) -> None:
         """The server optimises on its own."""

@@ -195,9 +195,38 @@ def record_of(payload: dict[str, Any]) -> DocRecord:
 
 
 class PagedReads:
-    """The reads both stores build on one paged scroll of their engine: every hit of a filter, the live documents, a
-    filtered fetch, a document's first chunk. A store supplies ``_page``; filters here are already complete (the
-    public methods add the ``live`` condition)."""
+    """What both stores build on two primitives of their engine: ``_page`` (one page of a scroll) gives every hit of a
+    filter, the live documents, a filtered fetch, a document's first chunk; ``_search`` (one query, already scoped)
+    gives ``query`` with its guard (no access filter, no search) and its choice of stages. Filters passed to the
+    primitives are complete (the public methods add the ``live`` condition)."""
+
+    def _search(self, scope: models.Filter, stages: list[tuple[str, Any]], *, limit: int, prefetch: int,
+                 with_dense: bool) -> list[Any]:
+        """Points (``id``, ``score``, ``payload``, ``vector``) of one stage, or of several fused with RRF."""
+        raise NotImplementedError
+
+    def query(
+        self,
+        *,
+        filter: models.Filter,
+        dense: Sequence[float] | None,
+        sparse: tuple[Sequence[int], Sequence[float]] | None,
+        limit: int,
+        prefetch: int = 40,
+        mode: Mode = "hybrid",
+        with_dense: bool = False,
+    ) -> list[Hit]:
+        if filter is None:
+            raise StoreError("requête refusée : aucun filtre d'accès (une recherche exige un utilisateur)")
+        stages: list[tuple[str, Any]] = []
+        if mode in ("hybrid", "dense") and dense is not None:
+            stages.append((DENSE, [float(x) for x in dense]))
+        if mode in ("hybrid", "bm25") and sparse is not None and len(sparse[0]):
+            stages.append((SPARSE, (list(sparse[0]), list(sparse[1]))))
+        if not stages:
+            return []
+        points = self._search(live_filter(filter), stages, limit=limit, prefetch=prefetch, with_dense=with_dense)
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {}), dense_of(p.vector)) for p in points]
 
     def _page(self, filter: models.Filter, size: int, offset: Any, fields: list[str] | bool) -> tuple[list, Any]:
         raise NotImplementedError

@@ -46,7 +46,8 @@ def gaps_trend_chart(report: GapsReport) -> bytes | None:
     ax.set_xlabel("semaine")
     ax.set_ylabel("questions")
     ax.set_title(f"Questions et lacunes par semaine — {report.view.label}", fontsize=10)
-    ax.legend(fontsize=8, frameon=False)
+    ax.set_ylim(0, max(q for _, q, _ in report.weeks) * 1.25 or 1)  # room for the legend above the bars
+    ax.legend(fontsize=8, frameon=False, loc="upper left", ncols=2)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 

@@ -79,6 +79,23 @@ def users_passwd(
     typer.echo(f"Mot de passe de {user_id} changé ({path}).")
 
 
+@users_app.command("remove")
+def users_remove(
+    user_id: str = typer.Argument(..., metavar="ID", help="Identifiant de l'utilisateur."),
+    file: Optional[Path] = FILE_OPTION,
+) -> None:
+    """Retirer un compte du fichier des utilisateurs (son historique : « collectivia users forget »)."""
+    from chat_ui.accounts import AccountError, remove_user
+
+    path = _users_file(file)
+    try:
+        remove_user(path, user_id)
+    except AccountError as exc:
+        fail(str(exc))
+    typer.echo(f"Compte {user_id} retiré de {path}. Son historique de conversations reste jusqu'à la purge ou à "
+               f"« collectivia users forget {user_id} ».")
+
+
 @users_app.command("list")
 def users_list(
     as_json: bool = typer.Option(False, "--json", help="Liste en JSON sur la sortie standard."),

@@ -18,7 +18,7 @@ import typer
 from collectivia.cli.common import console, fail, load_settings
 
 ACCOUNT_NOTE = ("Le compte de connexion n'est pas supprimé : il appartient au fichier des utilisateurs "
-                "(COLLECTIVIA_USERS, géré par « collectivia users ») ou au fournisseur OpenID Connect ; retirez-le "
+                "(COLLECTIVIA_USERS : « collectivia users remove ID ») ou au fournisseur OpenID Connect ; retirez-le "
                 "là si l'agent quitte la collectivité.")
 
 

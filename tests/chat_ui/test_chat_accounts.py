@@ -106,5 +106,11 @@ def test_cli_users_commands(tmp_path):
                                           "roles": ["agent"], "password": True}]
     assert check_password(load_users(tmp_path / "users.yaml"), "e.roux", "autre-mot-de-passe")
     assert yaml.safe_load((tmp_path / "users.yaml").read_text())["users"][0]["password_hash"].startswith("$argon2id$")
+    removed = cli("users", "remove", "e.roux")
+    assert removed.returncode == 0 and "users forget e.roux" in removed.stdout
+    assert cli("users", "list", "--json").stdout.strip() == "[]"
+    assert load_users(tmp_path / "users.yaml") == {}  # no login any more
+    unknown = cli("users", "remove", "e.roux")
+    assert unknown.returncode == 2 and "utilisateur inconnu : e.roux" in unknown.stderr
     help_text = cli("--help").stdout
     assert " serve " in help_text and " users " in help_text

@@ -125,9 +125,10 @@ def test_an_unreachable_server_names_the_endpoint_setting(kind):
 
 def test_requests_per_second_spaces_the_requests(server):
     embedder = make("openai-compatible", server.url, dim=48, batch_size=1, requests_per_s=5)
+    started = time.monotonic()
     embedder.embed_documents(["un", "deux", "trois"])
-    times = [r.at for r in server.requests]
-    assert all(b - a >= 0.18 for a, b in zip(times, times[1:]))
+    # Three requests at 5 per second: two waits of 0.2 s at least (a busy machine only makes it longer).
+    assert len(server.requests) == 3 and time.monotonic() - started >= 0.38
 
 
 def test_endpoint_forms_all_reach_the_embeddings_route(server):
