@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from chat_ui.history_db import (  # noqa: F401  (the names the chat imports from here)
-    HistoryDatabaseError, database_url, engine_options, ensure_schema, is_sqlite, schema_statements,
+    THREAD_TABLES, HistoryDatabaseError, database_url, engine_options, ensure_schema, is_sqlite, schema_statements,
 )
 from chat_ui import history_writes
 from chat_ui.history_writes import WriteFailure, WriteQueue, tell_agent
@@ -188,14 +188,14 @@ def make_data_layer(url: str):
             return await super().update_thread(thread_id, mask(name) if isinstance(name, str) else name,
                                                *args, **kwargs)
 
-        @queue_until_user_message()
         async def delete_thread(self, thread_id: str):
             """Chainlit's deletion, then Collectivia's rows of that conversation: the agent's opinions and the
             question log (both hold the question's text)."""
             await super().delete_thread(thread_id)
-            for table in ("collectivia_feedback", "collectivia_questions"):
+            for table in THREAD_TABLES.values():
                 await self.execute_sql(f'DELETE FROM {table} WHERE "threadId" = :id', {"id": thread_id})
 
+        @queue_until_user_message()
         async def delete_step(self, step_id: str) -> None:
             thread_id = await self.step_thread(step_id)
             if thread_id is not None and not await self._may_write_step(step_id, thread_id):

@@ -125,6 +125,11 @@ _TABLES: dict[str, list[tuple[str, str, str]]] = {
     ],
 }
 
+# Collectivia's own tables whose rows belong to a conversation (``threadId``, no foreign key: Chainlit deletes
+# conversations itself): they go with it, whoever deletes it (the agent, the purge, an erasure). Keyed by the name a
+# purge report counts them under.
+THREAD_TABLES = {"report_rows": "collectivia_questions", "answer_feedback": "collectivia_feedback"}
+
 _FOREIGN_KEYS = {
     "threads": ['FOREIGN KEY ("userId") REFERENCES users("id") ON DELETE CASCADE'],
     "steps": ['FOREIGN KEY ("threadId") REFERENCES threads("id") ON DELETE CASCADE'],

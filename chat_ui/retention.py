@@ -31,7 +31,7 @@ from typing import Any, AsyncIterator, Iterable
 from sqlalchemy import bindparam, event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from chat_ui.history_db import engine_options, is_sqlite
+from chat_ui.history_db import THREAD_TABLES, engine_options, is_sqlite
 
 BATCH = 500  # conversations per transaction
 PURGE_EVERY_S = 24 * 3600  # `collectivia serve` purges at start-up, then once a day
@@ -146,8 +146,7 @@ async def _scalar(conn: AsyncConnection, sql: str, **params: Any) -> int:
 
 # Statements on the conversations of one batch (``ids``); children first (PostgreSQL would cascade, uncounted).
 _OF_THREADS = {
-    "report_rows": 'collectivia_questions WHERE "threadId" IN :ids',
-    "answer_feedback": 'collectivia_feedback WHERE "threadId" IN :ids',
+    **{name: f'{table} WHERE "threadId" IN :ids' for name, table in THREAD_TABLES.items()},
     "feedbacks": 'feedbacks WHERE "forId" IN (SELECT "id" FROM steps WHERE "threadId" IN :ids)',
     "elements": 'elements WHERE "threadId" IN :ids',
     "steps": 'steps WHERE "threadId" IN :ids',

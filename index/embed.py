@@ -35,7 +35,7 @@ class Embedder(Protocol):
         ...
 
 
-def _normalised(vectors: np.ndarray) -> np.ndarray:
+def normalised(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim == 1:
         vectors = vectors[None, :]
@@ -65,10 +65,10 @@ class UseEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self._single if len(texts) <= self.SMALL else self._model
         out = [model.encode(list(texts[i : i + self._batch])) for i in range(0, len(texts), self._batch)]
-        return _normalised(np.concatenate(out))
+        return normalised(np.concatenate(out))
 
     def embed_query(self, text: str) -> np.ndarray:
-        return _normalised(self._single.encode([text]))[0]
+        return normalised(self._single.encode([text]))[0]
 
     def count_tokens(self, text: str) -> int:
         return max(len(self._model._tokenizer.encode(text)) - 2, 0)  # without BOS/EOS
@@ -101,7 +101,7 @@ class SentenceTransformerEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return _normalised(self._model.encode(list(texts), batch_size=self._batch, convert_to_numpy=True))
+        return normalised(self._model.encode(list(texts), batch_size=self._batch, convert_to_numpy=True))
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]
@@ -126,10 +126,10 @@ class E5Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = [np.asarray(self._e5.passage(list(texts[i : i + self._batch]))) for i in range(0, len(texts), self._batch)]
-        return _normalised(np.concatenate(out))
+        return normalised(np.concatenate(out))
 
     def embed_query(self, text: str) -> np.ndarray:
-        return _normalised(np.asarray(self._e5.query([text])))[0]
+        return normalised(np.asarray(self._e5.query([text])))[0]
 
     def count_tokens(self, text: str) -> int:
         return int(self._e5.token_count(text))

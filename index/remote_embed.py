@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from index.embed import _normalised
+from index.embed import normalised
 from index.offline import configure_offline
 from index.model_api import Failure, RemoteCaller, RemoteServiceError, SettingNames, api_url, bearer, post_json, short
 
@@ -52,7 +52,13 @@ class _RemoteEmbedder:
     name: str
     caller: RemoteCaller
 
-    def __init__(self, *, dim: int | None, batch_size: int, prepare_query: Callable[[str], str] | None) -> None:
+    def __init__(self, *, name: str, model: str, url: str, dim: int | None, batch_size: int, timeout_s: float,
+                 max_retries: int, requests_per_s: float | None, backoff_s: float,
+                 prepare_query: Callable[[str], str] | None) -> None:
+        self.name = name
+        self.model = model
+        self.caller = RemoteCaller(service=SERVICE, url=url, names=NAMES, timeout_s=timeout_s,
+                                   max_retries=max_retries, requests_per_s=requests_per_s, backoff_s=backoff_s)
         self._dim = dim
         self._batch = max(1, batch_size)
         # What a question becomes before it leaves the server (the wiring masks personal data: rag.personal_data).
@@ -92,12 +98,12 @@ class _RemoteEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = [self._call(list(texts[i : i + self._batch])) for i in range(0, len(texts), self._batch)]
-        return _normalised(np.concatenate(out))
+        return normalised(np.concatenate(out))
 
     def embed_query(self, text: str) -> np.ndarray:
         if self._prepare_query is not None:
             text = self._prepare_query(text)
-        return _normalised(self._call([text]))[0]
+        return normalised(self._call([text]))[0]
 
     def count_tokens(self, text: str) -> int:
         return approx_tokens(text)
@@ -134,12 +140,9 @@ class OpenAICompatibleEmbedder(_RemoteEmbedder):
     ) -> None:
         import httpx
 
-        super().__init__(dim=dim, batch_size=batch_size, prepare_query=prepare_query)
-        self.name = f"openai-compatible:{model}"
-        self.model = model
-        url = api_url(endpoint, "embeddings")
-        self.caller = RemoteCaller(service=SERVICE, url=url, names=NAMES, timeout_s=timeout_s,
-                                   max_retries=max_retries, requests_per_s=requests_per_s, backoff_s=backoff_s)
+        super().__init__(name=f"openai-compatible:{model}", model=model, url=api_url(endpoint, "embeddings"), dim=dim,
+                         batch_size=batch_size, timeout_s=timeout_s, max_retries=max_retries,
+                         requests_per_s=requests_per_s, backoff_s=backoff_s, prepare_query=prepare_query)
         self._client = httpx.Client(headers=bearer(api_key), timeout=timeout_s)
 
     def _request(self, texts: list[str]) -> list[list[float]]:
@@ -174,13 +177,11 @@ class MistralEmbedder(_RemoteEmbedder):
     ) -> None:
         from mistralai.client import Mistral
 
-        super().__init__(dim=dim, batch_size=batch_size, prepare_query=prepare_query)
-        self.name = f"mistral:{model}"
-        self.model = model
         base = (endpoint or MISTRAL_ENDPOINT).strip().rstrip("/")
         base = base[: -len("/v1")] if base.endswith("/v1") else base
-        self.caller = RemoteCaller(service=SERVICE, url=f"{base}/v1/embeddings", names=NAMES, timeout_s=timeout_s,
-                                   max_retries=max_retries, requests_per_s=requests_per_s, backoff_s=backoff_s)
+        super().__init__(name=f"mistral:{model}", model=model, url=f"{base}/v1/embeddings", dim=dim,
+                         batch_size=batch_size, timeout_s=timeout_s, max_retries=max_retries,
+                         requests_per_s=requests_per_s, backoff_s=backoff_s, prepare_query=prepare_query)
         self._client = Mistral(api_key=api_key, server_url=base, timeout_ms=int(timeout_s * 1000))
 
     def _request(self, texts: list[str]) -> list[list[float]]:

@@ -248,13 +248,6 @@ class ModelApiServer:
         self.stop()
 
 
-def closed_port_url() -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture
 def model_api() -> Iterator[ModelApiServer]:
     with ModelApiServer() as server:

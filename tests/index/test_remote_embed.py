@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from fixtures import make_md, write_meta
-from model_api_server import ModelApiServer, closed_port_url, hashed_vector
+from mistral_server import closed_port_url
+from model_api_server import ModelApiServer, hashed_vector
 from index.model_api import RemoteServiceError
 from index.remote_embed import MistralEmbedder, OpenAICompatibleEmbedder, approx_tokens
 
