@@ -170,6 +170,12 @@ class SearchSettings(BaseModel):
     k: int = Field(8, ge=1, le=100, description="Sources read for the answer (and chunks returned by a search).")
     prefetch: int = Field(40, ge=1, description="Candidates fetched by each of the dense and BM25 prefetches.")
     mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retrieval mode.")
+    fusion: Literal["score", "rrf"] = Field(
+        "score", description="How hybrid mode fuses the dense and BM25 rankings: score (each list's scores scaled to "
+        "[0, 1] by its own range, then weighted by DENSE_WEIGHT) or rrf (reciprocal rank fusion inside Qdrant).",
+    )
+    dense_weight: float = Field(0.4, ge=0, le=1, description="Weight of meaning (dense) against words (BM25) in "
+                                "score fusion.")
     max_per_doc: int = Field(3, ge=1, description="Most passages taken from one document (adjacent chunks are merged).")
     answerability_model: Path | None = Field(
         None, description="Decision model (JSON) saying whether the passages answer: answer, uncertain or not found "

@@ -125,7 +125,7 @@ def build_retriever(settings: Settings, embedder: Embedder, store: Store) -> Hyb
         reranker = CrossEncoderReranker(cfg.reranker)
     return HybridRetriever(
         store, embedder, Bm25Encoder(), prefetch=cfg.prefetch, mode=cfg.mode, max_per_doc=cfg.max_per_doc,
-        reranker=reranker, rerank_candidates=cfg.rerank_candidates,
+        reranker=reranker, rerank_candidates=cfg.rerank_candidates, fusion=cfg.fusion, dense_weight=cfg.dense_weight,
     )
 
 

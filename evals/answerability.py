@@ -34,6 +34,7 @@ QUESTION_FEATURES = ("cov_best", "cov_first", "cov_union", "missing_max", "missi
                      "type_found", "lang_en", "en_cos1", "n_terms")
 DEFAULT_TRAIN = ("commune", "commune-colloquial:train")
 QUESTION_C = 0.1  # strong regularisation: ~300 training questions (0.1 vs 1: same CV AUC, steadier on held-out)
+SENTENCE_C = 1.0
 
 Log = Callable[[str], None]
 
@@ -92,15 +93,24 @@ def question_features(retriever, sentence_model: LinearModel, samples: Sequence[
         s.features = reader.read(s.question, s.chunks).features
 
 
-def cross_validated(rows: list[dict], labels: list[int], names: Sequence[str], *, folds: int = 5) -> list[float]:
+def cross_validated(retriever, samples: list[Sample], *, folds: int = 5) -> list[float]:
+    """Out-of-fold probabilities of the question model. Each fold also fits its own sentence model on its training
+    questions only: the sentence scores feed the question's signals, and a sentence model that has seen the held-out
+    questions makes their probabilities look surer than they will be on new questions (thresholds chosen on them
+    would then let too many unanswerable questions through)."""
     import numpy as np
     from sklearn.model_selection import StratifiedKFold
 
-    out = np.zeros(len(rows))
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=0).split(rows, labels):
-        model = fit_linear([rows[i] for i in train], [labels[i] for i in train], names, c=QUESTION_C)
+    labels = [s.label for s in samples]
+    out = np.zeros(len(samples))
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=0).split(samples, labels):
+        fold = [samples[i] for i in train]
+        sentence_model = fit_linear([f for s in fold for f, _ in s.sentences], [y for s in fold for _, y in s.sentences],
+                                    SENTENCE_FEATURES, c=SENTENCE_C)
+        question_features(retriever, sentence_model, samples)
+        model = fit_linear([s.features for s in fold], [s.label for s in fold], QUESTION_FEATURES, c=QUESTION_C)
         for i in test:
-            out[i] = model.score(rows[i])
+            out[i] = model.score(samples[i].features)
     return [float(v) for v in out]
 
 
@@ -150,11 +160,11 @@ def fit(retriever, k: int, train: Sequence, *, check: Sequence = (), max_false_a
     samples = collect(retriever, k, train, log=log)
     rows = [f for s in samples for f, _ in s.sentences]
     sentence_labels = [y for s in samples for _, y in s.sentences]
-    sentence_model = fit_linear(rows, sentence_labels, SENTENCE_FEATURES, c=1.0)
-    question_features(retriever, sentence_model, samples)
     labels = [s.label for s in samples]
+    cv = cross_validated(retriever, samples)
+    sentence_model = fit_linear(rows, sentence_labels, SENTENCE_FEATURES, c=SENTENCE_C)
+    question_features(retriever, sentence_model, samples)
     rows_q = [s.features for s in samples]
-    cv = cross_validated(rows_q, labels, QUESTION_FEATURES)
     high, low = operating_points(cv, labels, max_false_answer=max_false_answer,
                                  max_false_not_found=max_false_not_found)
     question_model = fit_linear(rows_q, labels, QUESTION_FEATURES, c=QUESTION_C)

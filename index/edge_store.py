@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -11,11 +13,13 @@ from typing import Any, Sequence
 from qdrant_client import models
 
 from index.store import (  # noqa: E501
-    PagedReads,
+    MIGRATES_FROM, PagedReads,
     CollectionInfo, DENSE, KEYWORD_INDEXES, LIVE, RRF_K, SPARSE, STAGED,
     STAGED_CONDITION, StoreError,
     StoredPoint, doc_condition, live_filter, version_condition,
 )
+
+logger = logging.getLogger(__name__)
 
 
 
@@ -75,19 +79,13 @@ class EdgeStore(PagedReads):
         self._lock = threading.RLock()
         shard_dir = self.path / "shard"
         info_file = self.path / self.INFO_FILE
+        self._recover_migration(shard_dir, info_file)
         if info_file.is_file():
             stored = CollectionInfo(**json.loads(info_file.read_text(encoding="utf-8")))
+            if stored.schema in MIGRATES_FROM and stored.schema != info.schema:
+                stored = self._migrate(stored, shard_dir, info_file)
             info.check_compatible(stored, str(self.path))
-            try:
-                self._shard = qe.EdgeShard.load(str(shard_dir))
-            except Exception as exc:
-                if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
-                    raise IndexBusyError(
-                        f"l'index embarqué {self.path} est déjà ouvert par un autre processus (le chat « collectivia "
-                        "serve » ou une autre indexation ?). Un seul processus peut l'ouvrir à la fois : arrêtez "
-                        "l'autre, indexez depuis le chat, ou utilisez un serveur Qdrant (COLLECTIVIA_QDRANT__URL)."
-                    ) from exc
-                raise StoreError(f"l'index embarqué {self.path} ne s'ouvre pas ({exc})") from exc
+            self._shard = self._load(shard_dir)
             # Leftovers of an interrupted run: only now, while no other process can be writing (one owner).
             self.discard_staged()
         else:
@@ -96,17 +94,86 @@ class EdgeStore(PagedReads):
                     f"{shard_dir} contient un index sans fichier {self.INFO_FILE} : déplacez ou supprimez ce dossier"
                 )
             self.path.mkdir(parents=True, exist_ok=True)
-            config = qe.EdgeConfig(
-                vectors={DENSE: qe.EdgeVectorParams(size=info.dim, distance=qe.Distance.Cosine)},
-                sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-            )
-            self._shard = qe.EdgeShard.create(str(shard_dir), config)
-            for name in KEYWORD_INDEXES:
-                self._shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
-            self._shard.update(qe.UpdateOperation.create_field_index("chunk_index", qe.PayloadSchemaType.Integer))
-            tmp = info_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(asdict(info), indent=2), encoding="utf-8")
-            tmp.replace(info_file)
+            self._shard = self._create(shard_dir)
+            self._write_info(info_file, info)
+
+    def _load(self, shard_dir: Path) -> Any:
+        try:
+            return self._qe.EdgeShard.load(str(shard_dir))
+        except Exception as exc:
+            if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
+                raise IndexBusyError(
+                    f"l'index embarqué {self.path} est déjà ouvert par un autre processus (le chat « collectivia "
+                    "serve » ou une autre indexation ?). Un seul processus peut l'ouvrir à la fois : arrêtez "
+                    "l'autre, indexez depuis le chat, ou utilisez un serveur Qdrant (COLLECTIVIA_QDRANT__URL)."
+                ) from exc
+            raise StoreError(f"l'index embarqué {self.path} ne s'ouvre pas ({exc})") from exc
+
+    def _create(self, shard_dir: Path) -> Any:
+        qe = self._qe
+        config = qe.EdgeConfig(
+            vectors={DENSE: qe.EdgeVectorParams(size=self.info.dim, distance=qe.Distance.Cosine)},
+            sparse_vectors={SPARSE: qe.EdgeSparseVectorParams()},  # no IDF modifier: see index.store
+        )
+        shard = qe.EdgeShard.create(str(shard_dir), config)
+        for name in KEYWORD_INDEXES:
+            shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+        shard.update(qe.UpdateOperation.create_field_index("chunk_index", qe.PayloadSchemaType.Integer))
+        return shard
+
+    @staticmethod
+    def _write_info(info_file: Path, info: CollectionInfo) -> None:
+        tmp = info_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(info), indent=2), encoding="utf-8")
+        tmp.replace(info_file)
+
+    # -- schema migration ----------------------------------------------------------------------------------------
+    def _migrate(self, stored: CollectionInfo, shard_dir: Path, info_file: Path) -> CollectionInfo:
+        """Schema 1 → 2 (the BM25 vectors lose Qdrant's IDF modifier): every point, vectors and payload as they are,
+        is copied into a new shard of the current schema, which then replaces the old one. Nothing is embedded again.
+        A crash leaves either the old index whole (the copy is dropped and redone at the next start) or the new one
+        complete (``_recover_migration`` finishes the swap)."""
+        if (stored.embedder, stored.dim) != (self.info.embedder, self.info.dim):
+            return stored  # another embedder: check_compatible says what to do
+        qe = self._qe
+        copy_dir, old_dir = self.path / "shard.migrating", self.path / "shard.schema-old"
+        if copy_dir.exists():
+            shutil.rmtree(copy_dir)
+        source = self._load(shard_dir)
+        try:
+            target = self._create(copy_dir)
+            offset = None
+            while True:
+                records, offset = source.scroll(qe.ScrollRequest(offset=offset, limit=500, with_payload=True,
+                                                                 with_vector=True))
+                if records:
+                    target.update(qe.UpdateOperation.upsert_points(
+                        [qe.Point(r.id, r.vector, r.payload) for r in records]))
+                if offset is None:
+                    break
+            target.flush()
+            target.close()
+        finally:
+            source.close()
+        shard_dir.rename(old_dir)
+        copy_dir.rename(shard_dir)
+        migrated = CollectionInfo(stored.embedder, stored.dim, stored.sparse, self.info.schema)
+        self._write_info(info_file, migrated)
+        shutil.rmtree(old_dir, ignore_errors=True)
+        logger.info("index %s migré du schéma %s au schéma %s", self.path, stored.schema, migrated.schema)
+        return migrated
+
+    def _recover_migration(self, shard_dir: Path, info_file: Path) -> None:
+        """Finish or undo a migration a crash interrupted between its two renames."""
+        old_dir = self.path / "shard.schema-old"
+        if not old_dir.exists():
+            return
+        if shard_dir.exists():  # the copy was complete and already in place: only the info file is missing
+            stored = json.loads(info_file.read_text(encoding="utf-8"))
+            self._write_info(info_file, CollectionInfo(**{**stored, "schema": self.info.schema}))
+            shutil.rmtree(old_dir, ignore_errors=True)
+        else:
+            old_dir.rename(shard_dir)
 
     # -- writing ---------------------------------------------------------------------------------------------
     def upsert(self, points: Sequence[StoredPoint]) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Sequence
 
 from qdrant_client import models
 
 from index.store import (  # noqa: E501
-    PagedReads,
+    MIGRATES_FROM, PagedReads,
     CollectionInfo, DENSE, KEYWORD_INDEXES, LIVE, RRF_K, SPARSE, STAGED,
     STAGED_CONDITION, StoreError,
     StoredPoint, doc_condition, live_filter, version_condition,
@@ -39,12 +39,21 @@ class ServerStore(PagedReads):
                     f"la collection Qdrant « {collection} » existe mais n'a pas été créée par Collectivia : "
                     "choisissez un autre nom (COLLECTIVIA_QDRANT__COLLECTION)"
                 )
-            info.check_compatible(CollectionInfo(**stored), f"« {collection} »")
+            stored_info = CollectionInfo(**stored)
+            if stored_info.schema in MIGRATES_FROM and (stored_info.embedder, stored_info.dim) == (info.embedder, info.dim):
+                # Schema 1 → 2: drop the BM25 IDF modifier (a setting of the collection; the vectors stay).
+                stored_info = replace(stored_info, schema=info.schema)
+                client.update_collection(
+                    collection,
+                    sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.NONE)},
+                    metadata={"collectivia": asdict(stored_info)},
+                )
+            info.check_compatible(stored_info, f"« {collection} »")
         else:
             client.create_collection(
                 collection,
                 vectors_config={DENSE: models.VectorParams(size=info.dim, distance=models.Distance.COSINE)},
-                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                sparse_vectors_config={SPARSE: models.SparseVectorParams()},  # no IDF: see index.store
                 shard_number=shards,
                 replication_factor=replication_factor,
                 metadata={"collectivia": asdict(info)},

@@ -3,7 +3,9 @@
 - ``EdgeStore``: Qdrant Edge, the Qdrant engine in-process (``qdrant-edge-py``), the embedded default;
 - ``ServerStore``: a Qdrant server or cluster through ``qdrant-client`` (tested against its in-memory mode).
 
-Schema: named vectors ``dense`` (cosine) and ``bm25`` (sparse, IDF modifier); payload of ``Chunk.payload()`` plus
+Schema: named vectors ``dense`` (cosine) and ``bm25`` (sparse: BM25 term frequencies, no IDF modifier: Qdrant's IDF
+counts every point of the collection, documents a user may not see included, so query terms are weighted by general
+usage instead, see ``rag.question.bm25_query``); payload of ``Chunk.payload()`` plus
 ``state``; keyword indexes on ``services``, ``doc_id``, ``doc_type``, ``status``, ``version``.
 
 Filters are Qdrant's own models (``qdrant_client.models.Filter``), passed through; the Edge store converts them to
@@ -21,7 +23,10 @@ from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 
 from qdrant_client import models
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: no IDF modifier on the BM25 vectors
+MIGRATES_FROM = (1,)
+"""Schemas an index is brought from to ``SCHEMA_VERSION`` in place when opened, without embedding anything again:
+schema 1 differs only by the IDF modifier of its BM25 vectors."""
 DENSE = "dense"
 SPARSE = "bm25"
 KEYWORD_INDEXES = ("services", "doc_id", "doc_type", "status", "version", "state")

@@ -85,7 +85,12 @@ class AnswerabilityModel:
             return Decision("not_found", p)
         high = self.answer_threshold if answer_threshold is None else answer_threshold
         low = self.not_found_threshold if not_found_threshold is None else not_found_threshold
-        return Decision(outcome_at(p, high, low), p)
+        outcome = outcome_at(p, high, low)
+        if outcome == "answer" and features.get("year_mismatch", 0.0):
+            # The question asks for a year that no passage gives, and the passages speak of other years (asked
+            # 2025-2026, documents of 2024-2025): a figure of another year is never given as the answer.
+            outcome = "uncertain"
+        return Decision(outcome, p)
 
     def to_json(self) -> dict:
         return {"format": 1, "sentence": self.sentence.to_json(), "question": self.question.to_json(),

@@ -183,5 +183,7 @@ class EvidenceReader:
             "lang_en": en,
             "en_cos1": en * max(cosines),
             "n_terms": float(len(q.terms)),
+            # Not a signal of the model: read by the decision's guard rail (asked 2026, the passages give 2024).
+            "year_mismatch": 1.0 if years and other else 0.0,
         }
         return features, missing_entities, other

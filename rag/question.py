@@ -8,6 +8,8 @@ Agents write « cb de jours de tt ? », « mdp oublié », « je me suis blessé
   weight that says how decisive it is. The weight comes from the word's frequency in general French or English
   (``wordfreq``, shipped in its package), never from the collection: no statistic over documents the user may not
   see can change it. « combien », « maintenant » weigh little; « PACS », « CNAS », « astreinte » weigh much.
+- ``bm25_query``: the BM25 query vector, each content word weighted that way. Qdrant's IDF modifier would count every
+  point of the collection, documents the user may not see included; these weights are the same for every collection.
 - the language: a question in English is answered from French documents by meaning, not by shared words.
 """
 
@@ -159,3 +161,15 @@ def analyse(question: str, sparse) -> QuestionAnalysis:
     spelled_out = " ".join(spelled(t) or t for t in question.split())
     return QuestionAnalysis(question, expanded, lang, answer_type(spelled_out), tuple(terms.values()),
                             key_entities(question))
+
+
+def bm25_query(question: str, sparse) -> tuple[list[int], list[float]]:
+    """The BM25 query vector of ``question``: the term ids of its content words (shorthand spelled out, filler words
+    left out), each weighted by ``weight`` (general usage, never the collection; the highest when words share a
+    stem). Empty when the question has no content word."""
+    weights: dict[int, float] = {}
+    for term in analyse(question, sparse).terms:
+        for i in term.ids:
+            weights[i] = max(weights.get(i, 0.0), term.weight)
+    ids = sorted(weights)
+    return ids, [weights[i] for i in ids]

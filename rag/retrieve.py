@@ -1,7 +1,9 @@
 """Retrieval under access control: a ``User`` is a required argument of every search.
 
 The question is embedded once (dense + French BM25) and sent to the store with the user's access filter, which the
-store places inside every prefetch and the fusion query (RRF). Then, outside Qdrant but only on what it returned:
+store places inside every query. The dense and the BM25 rankings are fused by ``fuse_scores`` (each list's scores
+scaled by its own range, 0.4 × meaning + 0.6 × words by default), or by RRF inside Qdrant (``fusion="rrf"``). Then,
+outside Qdrant but only on what it returned:
 optional reranking (``rag.rerank``: a local CrossEncoder or a rerank service), at most N passages per document with
 adjacent chunks merged, and a relevance score (meaning and words shared with the question) that decides whether anything
 relevant was found.
@@ -10,14 +12,14 @@ relevant was found.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
 from index.embed import Bm25Encoder, Embedder
 from index.store import Hit, Mode, Store
 from rag.access import Scope, User, access_filter
-from rag.question import expand
+from rag.question import bm25_query
 from rag.rerank import Reranker
 
 
@@ -71,6 +73,8 @@ class ScoredChunk:
             "text": self.text,
         }
 
+
+Fusion = Literal["score", "rrf"]
 
 TIE_MARGIN = 10
 """Chunks fetched beyond the limit, so that ties at the cut are broken by id rather than by the engine's order."""
@@ -126,8 +130,27 @@ def diversify(chunks: Sequence[ScoredChunk], *, k: int, max_per_doc: int) -> lis
     return [_merge(g) if len(g) > 1 else g[0] for g in kept]
 
 
+def fuse_scores(dense: Sequence[Hit], words: Sequence[Hit], dense_weight: float) -> list[Hit]:
+    """One ranking from a dense and a BM25 ranking of chunks: each list's scores scaled to [0, 1] by its own minimum
+    and maximum, then ``dense_weight`` × meaning + (1 − ``dense_weight``) × words; a chunk absent from a list gets 0
+    there. Both lists come from the user's filtered queries, so no hidden document shapes the scaling. Ties by id."""
+
+    def scaled(hits: Sequence[Hit]) -> dict[str, float]:
+        if not hits:
+            return {}
+        low, high = min(h.score for h in hits), max(h.score for h in hits)
+        return {h.id: (h.score - low) / (high - low) if high > low else 1.0 for h in hits}
+
+    meaning, matched = scaled(dense), scaled(words)
+    by_id = {h.id: h for h in (*words, *dense)}  # the dense hit (with its vector) wins
+    fused = [replace(h, score=dense_weight * meaning.get(i, 0.0) + (1 - dense_weight) * matched.get(i, 0.0))
+             for i, h in by_id.items()]
+    return sorted(fused, key=lambda h: (-h.score, h.id))
+
+
 class HybridRetriever:
-    """Dense + BM25 prefetches fused with RRF inside Qdrant, filtered by the user's access."""
+    """Dense and BM25 rankings under the user's access filter, fused (weighted scores by default, or RRF inside
+    Qdrant)."""
 
     def __init__(
         self,
@@ -140,6 +163,8 @@ class HybridRetriever:
         max_per_doc: int = 2,
         reranker: Reranker | None = None,
         rerank_candidates: int = 20,
+        fusion: Fusion = "score",
+        dense_weight: float = 0.4,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -149,28 +174,42 @@ class HybridRetriever:
         self.max_per_doc = max_per_doc
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates
+        self.fusion = fusion
+        self.dense_weight = dense_weight
 
     def candidates(self, question: str, user: User, *, limit: int, scope: Scope | None = None) -> list[ScoredChunk]:
         """Raw ranked chunks from Qdrant (no reranking, no per-document cap), each with its relevance."""
         query_filter = access_filter(user, scope)  # raises without a real user
         dense = self.embedder.embed_query(question)
-        # Words are matched with the agents' shorthand spelled out (« cb », « mdp », « ST »…); meaning reads the
+        # Words are matched with the agents' shorthand spelled out (« cb », « mdp », « ST »…), each weighted by its
+        # rarity in general French, never by the collection (hidden documents would weigh in); meaning reads the
         # question as typed.
-        sparse = self.sparse.embed_query(expand(question)) if self.mode != "dense" else None
-        hits = self.store.query(
-            filter=query_filter,
-            dense=dense if self.mode != "bm25" else None,
-            sparse=sparse,
-            limit=limit + TIE_MARGIN,
-            prefetch=max(self.prefetch, limit + TIE_MARGIN),
-            mode=self.mode,
-            with_dense=True,
-        )
-        # Equal fused scores are frequent (RRF gives 1/61 to every first of one list): the engine orders them as its
+        words = bm25_query(question, self.sparse)
+        sparse = words if self.mode != "dense" else None
+        depth = max(self.prefetch, limit + TIE_MARGIN)
+        if self.mode == "hybrid" and self.fusion == "score":
+            hits = fuse_scores(
+                self.store.query(filter=query_filter, dense=dense, sparse=None, limit=depth, prefetch=depth,
+                                 mode="dense", with_dense=True),
+                self.store.query(filter=query_filter, dense=None, sparse=words, limit=depth, prefetch=depth,
+                                 mode="bm25", with_dense=True),
+                self.dense_weight,
+            )
+        else:
+            hits = self.store.query(
+                filter=query_filter,
+                dense=dense if self.mode != "bm25" else None,
+                sparse=sparse,
+                limit=limit + TIE_MARGIN,
+                prefetch=depth,
+                mode=self.mode,
+                with_dense=True,
+            )
+        # Equal scores are frequent (RRF gives 1/61 to every first of one list): the engine orders them as its
         # segments come, so identical runs could differ. Ties go by chunk id, the cut comes after.
         hits = sorted(hits, key=lambda h: (-h.score, h.id))[:limit]
         query = np.asarray(dense, dtype=np.float32)
-        terms = set(sparse[0]) if sparse is not None else set(self.sparse.embed_query(expand(question))[0])
+        terms = set(words[0])
         out = []
         for h in hits:
             cosine = float(np.dot(query, np.asarray(h.dense, dtype=np.float32))) if h.dense is not None else 0.0

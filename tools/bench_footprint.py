@@ -1,14 +1,25 @@
 """Footprint of the embedded index: disk, memory and index time per number of chunks (the sizing of a server).
 
-    python -m tools.bench_footprint [--chunks 10000 100000] [--batch 1000] [--queries 200] [--json]
+    python -m tools.bench_footprint [--chunks 10000 100000] [--batch 1000] [--optimize-every 100000] [--queries 200]
+                                    [--user-services 3] [--min-available-gb 3] [--json]
+    # engine settings the product leaves at their defaults, to measure what a large index needs:
+    nice -n 10 python -m tools.bench_footprint --chunks 1000000 --max-segment-mb 256 --ef-construct 32 --filter-graphs none
 
 For each N, a fresh process writes N synthetic chunks into the embedded Qdrant Edge index (``index.store.EdgeStore``)
 in a temporary folder, as the ingestion pipeline does: chunks of real French text cut from ``corpora/_sources``
 (~900 characters each), random 512-dimension unit vectors (the size of the bundled USE), French BM25 sparse vectors
 (``index.embed.Bm25Encoder``), payloads of ``Chunk.payload()``; batches of ~1000 chunks, each document activated,
-then ``store.optimize()``. It prints the disk usage of the index folder, the peak resident memory of the process and
-the index time. A second fresh process then reopens the index and runs filtered hybrid queries: the memory and the
-latency of a running assistant serving that index.
+``store.optimize()`` every ``--optimize-every`` chunks (as a long ingestion, whose runs each end with one) and once at
+the end. It prints the disk usage of the index folder, the peak resident memory of the process (and how much of it
+is anonymous: the rest is the index's files mapped, page cache the kernel can take back) and the index time, with a
+progress line per optimisation on stderr. A second fresh process then reopens the index and runs filtered hybrid queries: the memory and the
+latency of a running assistant serving that index, for a user of 3 of the 7 services (access filter: their services
+and "tous"), in hybrid RRF through the product's ``store.query``.
+
+A watchdog in the parent kills a worker when the machine's available memory falls under ``--min-available-gb``
+(default 3 GB): an index too large for the machine stops the benchmark, not the other jobs on the machine.
+``--max-segment-mb``, ``--ef-construct``, ``--filter-graphs`` and ``--vectors-memory``/``--payload-memory`` create
+the index with engine settings ``EdgeStore`` does not set (``precreate``, which must follow ``EdgeStore``'s schema).
 
 The dense vectors are random, so the embedder's time is left out: add it from ``python -m tools.bench_ingest``
 (the bundled USE embeds ~150 chunks of 900 characters per second on 2 cores).
@@ -22,9 +33,7 @@ import os
 import platform
 import random
 import re
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from index.offline import configure_offline
+from tools.footprint_watch import (
+    MemoryGuardError, anon_rss_mb, current_rss_mb, disk_usage, peak_rss_mb, progress, run_watched,
+)
 
 configure_offline()
 
@@ -43,33 +55,6 @@ DIM = 512  # the bundled USE (use-multilingual-v3)
 SERVICES = ["rh", "finances", "urbanisme", "etat-civil", "services-techniques", "dsi", "communication"]
 DOC_TYPES = ["deliberation", "procedure", "procedure", "fiche", "charte"]
 MB = 1024 * 1024
-
-
-# -- measures -------------------------------------------------------------------------------------------------------
-def peak_rss_mb() -> float:
-    """High-water mark of this process's resident memory (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def current_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return peak_rss_mb()
-
-
-def disk_usage(path: Path) -> tuple[int, int]:
-    """(bytes allocated on disk, as ``du`` counts them; apparent size in bytes) of every file under ``path``."""
-    allocated = apparent = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            st = os.lstat(os.path.join(folder, name))
-            allocated += st.st_blocks * 512
-            apparent += st.st_size
-    return allocated, apparent
 
 
 # -- synthetic French chunks ----------------------------------------------------------------------------------------
@@ -144,7 +129,42 @@ def synthetic_documents(n: int, text: FrenchText, seed: int):
 
 
 # -- the two workers (each in a fresh process, so that its peak memory is its own) -----------------------------------
-def build_worker(path: Path, n: int, batch: int, seed: int) -> dict:
+MEMORY = {"cold": "Cold", "cached": "Cached", "pinned": "Pinned"}
+
+
+def precreate(path: Path, vectors: str | None, payload: str | None, max_segment_mb: int | None,
+              filter_graphs: list[str] | None, ef_construct: int | None) -> None:
+    """Create the index with engine settings the product leaves at their defaults (the same schema as
+    ``EdgeStore``'s own creation), to measure what a deployment could tune; ``EdgeStore`` then opens it as is.
+    ``filter_graphs``: the indexed payload fields that keep their extra HNSW links per value (the engine's default:
+    all of them), the others are indexed for filtering only (``enable_hnsw=False``)."""
+    import qdrant_edge as qe
+    from dataclasses import asdict
+    from index.store import DENSE, KEYWORD_INDEXES, SPARSE, CollectionInfo
+    from index.edge_store import EdgeStore
+
+    memory = lambda name: getattr(qe.Memory, MEMORY[name]) if name else None  # noqa: E731
+    config = qe.EdgeConfig(
+        vectors={DENSE: qe.EdgeVectorParams(size=DIM, distance=qe.Distance.Cosine, memory=memory(vectors))},
+        sparse_vectors={SPARSE: qe.EdgeSparseVectorParams()},  # as EdgeStore: no IDF modifier (schema 2)
+        payload_memory=memory(payload),
+        # The engine's defaults (m 16, ef_construct 100, full scan under 10,000 kB), ef_construct aside.
+        hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=ef_construct, full_scan_threshold=10_000) if ef_construct else None,
+        optimizers=qe.EdgeOptimizersConfig(max_segment_size=max_segment_mb * 1024) if max_segment_mb else None,
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    shard = qe.EdgeShard.create(str(path / "shard"), config)
+    graphs = lambda name: None if filter_graphs is None else name in filter_graphs  # noqa: E731
+    for name in KEYWORD_INDEXES:
+        shard.update(qe.UpdateOperation.create_field_index(name, qe.KeywordIndexParams(enable_hnsw=graphs(name))))
+    shard.update(qe.UpdateOperation.create_field_index(
+        "chunk_index", qe.IntegerIndexParams(lookup=True, range=True, enable_hnsw=graphs("chunk_index"))))
+    shard.close()
+    info = CollectionInfo(embedder="use-multilingual-v3", dim=DIM)
+    (path / EdgeStore.INFO_FILE).write_text(json.dumps(asdict(info)), encoding="utf-8")
+
+
+def build_worker(path: Path, n: int, batch: int, seed: int, optimize_every: int) -> dict:
     from index.embed import Bm25Encoder
     from index.store import CollectionInfo, StoredPoint, point_id
     from index.edge_store import EdgeStore
@@ -153,14 +173,17 @@ def build_worker(path: Path, n: int, batch: int, seed: int) -> dict:
     rss_before = current_rss_mb()
     started = time.perf_counter()
     store = EdgeStore(path, CollectionInfo(embedder="use-multilingual-v3", dim=DIM))
-    sparse_s = write_s = 0.0
+    sparse_s = write_s = optimize_s = 0.0
     chars = chunks_done = 0
+    next_optimize = optimize_every or n + 1
     pending: list[tuple[str, str, list]] = []
+    steps: list[dict] = []
 
     def flush() -> None:
         nonlocal sparse_s, write_s, chars, chunks_done
         chunks = [c for _, _, cs in pending for c in cs]
-        vectors = rng.standard_normal((len(chunks), DIM)).astype(np.float32)
+        # One batch of float32 vectors at a time, freed with the batch: the Python side stays flat whatever N.
+        vectors = rng.standard_normal((len(chunks), DIM), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         t = time.perf_counter()
         bm25 = [sparse.embed_document(c.embed_text) for c in chunks]
@@ -180,16 +203,32 @@ def build_worker(path: Path, n: int, batch: int, seed: int) -> dict:
         chunks_done += len(chunks)
         pending.clear()
 
+    def optimize() -> None:
+        nonlocal optimize_s
+        rss_written = current_rss_mb()
+        t = time.perf_counter()
+        store.optimize()
+        optimize_s += time.perf_counter() - t
+        step = {"chunks": chunks_done, "elapsed_s": round(time.perf_counter() - started, 1),
+                "optimize_s": round(time.perf_counter() - t, 1), "rss_before_optimize_mb": round(rss_written),
+                "rss_after_optimize_mb": round(current_rss_mb()), "anon_after_optimize_mb": round(anon_rss_mb()),
+                "peak_rss_mb": round(peak_rss_mb())}
+        steps.append(step)
+        progress(f"    {chunks_done:>8} chunks at {step['elapsed_s']:7.1f} s: optimize {step['optimize_s']} s, RSS "
+                 f"{step['rss_before_optimize_mb']} -> {step['rss_after_optimize_mb']} MB "
+                 f"(anonymous {step['anon_after_optimize_mb']} MB), peak {step['peak_rss_mb']} MB")
+
     for document in synthetic_documents(n, text, seed):
         pending.append(document)
         if sum(len(cs) for _, _, cs in pending) >= batch:
             flush()
+            if chunks_done >= next_optimize:
+                optimize()
+                next_optimize += optimize_every
     if pending:
         flush()
-    peak_before_optimize = peak_rss_mb()
-    t = time.perf_counter()
-    store.optimize()
-    optimize_s = time.perf_counter() - t
+    peak_before_final = peak_rss_mb()
+    optimize()
     live = store.count()
     store.close()
     total_s = time.perf_counter() - started
@@ -200,16 +239,18 @@ def build_worker(path: Path, n: int, batch: int, seed: int) -> dict:
         "disk_mb": round(allocated / MB, 1),
         "disk_apparent_mb": round(apparent / MB, 1),
         "rss_before_index_mb": round(rss_before),
-        "peak_rss_before_optimize_mb": round(peak_before_optimize),
+        "peak_rss_before_optimize_mb": round(peak_before_final),
         "peak_rss_mb": round(peak_rss_mb()),
         "bm25_s": round(sparse_s, 1),
         "write_s": round(write_s, 1),
         "optimize_s": round(optimize_s, 1),
+        "final_optimize_s": steps[-1]["optimize_s"],
         "index_s": round(total_s, 1),
+        "steps": steps,
     }
 
 
-def serve_worker(path: Path, queries: int, seed: int) -> dict:
+def serve_worker(path: Path, queries: int, seed: int, services: int) -> dict:
     from index.embed import Bm25Encoder
     from index.store import CollectionInfo
     from index.edge_store import EdgeStore
@@ -221,41 +262,70 @@ def serve_worker(path: Path, queries: int, seed: int) -> dict:
     t = time.perf_counter()
     store = EdgeStore(path, CollectionInfo(embedder="use-multilingual-v3", dim=DIM))
     reopen_s = time.perf_counter() - t
-    samples = []
+    cold, samples, hits = [], [], []
     for i in range(queries + 10):
-        user = User(id=f"u{i}", name="u", services=frozenset(text.rng.sample(SERVICES, k=text.rng.choice([0, 1, 2]))))
+        # A multi-service user: ``services`` of the 7 services, plus the documents open to all ("tous").
+        user = User(id=f"u{i}", name="u", services=frozenset(text.rng.sample(SERVICES, k=services)))
         dense = rng.standard_normal(DIM).astype(np.float32)
         dense /= np.linalg.norm(dense)
         question = text.question()
         t = time.perf_counter()
-        store.query(filter=access_filter(user), dense=dense, sparse=sparse.embed_query(question), limit=20)
-        if i >= 10:  # warm-up
-            samples.append((time.perf_counter() - t) * 1000)
+        found = store.query(filter=access_filter(user), dense=dense, sparse=sparse.embed_query(question), limit=20)
+        ms = (time.perf_counter() - t) * 1000
+        (cold if i < 10 else samples).append(ms)  # the first 10: cold (freshly opened index), reported apart
+        hits.append(len(found))
     store.close()
     ordered = sorted(samples)
     return {
         "reopen_s": round(reopen_s, 2),
+        "queries": len(samples),
+        "user_services": services,
+        "mean_hits": round(statistics.fmean(hits), 1),
+        "cold_first_ms": round(cold[0], 2),
+        "cold_max_ms": round(max(cold), 2),
+        "cold_median_ms": round(statistics.median(cold), 2),
         "query_p50_ms": round(statistics.median(ordered), 2),
         "query_p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
+        "query_max_ms": round(ordered[-1], 2),
         "serve_rss_before_open_mb": round(rss_before),
         "serve_peak_rss_mb": round(peak_rss_mb()),
     }
 
 
-def _run_worker(*args: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.bench_footprint", *args], cwd=ROOT, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"worker {' '.join(args)} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def report(f: dict, machine: str) -> None:
+    print(f"{f['chunks']:>7} chunks (~{f['mean_chunk_chars']} characters each), embedded Qdrant Edge index{f['setting']}, "
+          f"{machine}")
+    print(f"  disk      {f['disk_mb']:8.1f} MB on disk ({f['disk_apparent_mb']} MB apparent)")
+    print(f"  memory    {f['peak_rss_mb']:8} MB peak while indexing ({f['peak_rss_before_optimize_mb']} MB before the "
+          f"final optimize, {f['rss_before_index_mb']} MB before the index, at most {f['build_max_anon_mb']} MB "
+          f"anonymous, the rest mapped index files; machine MemAvailable low {f['build_min_available_mb']} MB)")
+    print(f"            {f['serve_peak_rss_mb']:8} MB peak serving ({f['serve_rss_before_open_mb']} MB before opening, "
+          f"at most {f['serve_max_anon_mb']} MB anonymous)")
+    print(f"  time      {f['index_s']:8.1f} s to index (BM25 {f['bm25_s']} s, writes {f['write_s']} s, optimize "
+          f"{f['optimize_s']} s in {len(f['steps'])} runs, the last {f['final_optimize_s']} s), embedding excluded; "
+          f"reopen {f['reopen_s']} s")
+    print(f"  queries   p50 {f['query_p50_ms']} ms, p95 {f['query_p95_ms']} ms, max {f['query_max_ms']} ms over "
+          f"{f['queries']} queries (hybrid RRF, access filter of a user of {f['user_services']} services + \"tous\", "
+          f"~{f['mean_hits']} hits each, query embedding excluded); the first 10 (cold): first {f['cold_first_ms']} ms, "
+          f"median {f['cold_median_ms']} ms, max {f['cold_max_ms']} ms")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", nargs="*", type=int, default=[10_000, 100_000], help="index sizes to measure")
     parser.add_argument("--batch", type=int, default=1000, help="chunks per write batch")
+    parser.add_argument("--optimize-every", type=int, default=100_000,
+                        help="optimise the index every N chunks written, as successive ingestions do (0: at the end only)")
     parser.add_argument("--queries", type=int, default=200, help="filtered hybrid queries on the reopened index")
+    parser.add_argument("--user-services", type=int, default=3, help="services of the querying user (of 7, plus 'tous')")
+    parser.add_argument("--min-available-gb", type=float, default=3.0,
+                        help="kill a worker when the machine's available memory falls under this (GB)")
+    parser.add_argument("--vectors-memory", choices=sorted(MEMORY), help="engine setting (default: the product's)")
+    parser.add_argument("--payload-memory", choices=sorted(MEMORY), help="engine setting (default: the product's)")
+    parser.add_argument("--max-segment-mb", type=int, help="engine setting: largest segment (default: the engine's)")
+    parser.add_argument("--ef-construct", type=int, help="engine setting: HNSW build effort (default: the engine's, 100)")
+    parser.add_argument("--filter-graphs", help="engine setting: comma-separated indexed fields that keep their per-value "
+                        "HNSW links ('none' for none; default: all, the product's)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--worker", choices=["build", "serve"], help=argparse.SUPPRESS)
@@ -263,34 +333,44 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
 
     if args.worker == "build":
-        print(json.dumps(build_worker(args.path, args.chunks[0], args.batch, args.seed)))
+        graphs = None if args.filter_graphs is None else [f for f in args.filter_graphs.split(",") if f != "none"]
+        if args.vectors_memory or args.payload_memory or args.max_segment_mb or args.ef_construct or graphs is not None:
+            precreate(args.path, args.vectors_memory, args.payload_memory, args.max_segment_mb, graphs, args.ef_construct)
+        print(json.dumps(build_worker(args.path, args.chunks[0], args.batch, args.seed, args.optimize_every)))
         return []
     if args.worker == "serve":
-        print(json.dumps(serve_worker(args.path, args.queries, args.seed)))
+        print(json.dumps(serve_worker(args.path, args.queries, args.seed, args.user_services)))
         return []
 
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    tuned = [f"{name} {value}" for name, value in (("vectors", args.vectors_memory), ("payload", args.payload_memory),
+                                                   ("max segment MB", args.max_segment_mb),
+                                                   ("filter graphs", args.filter_graphs),
+                                                   ("HNSW ef_construct", args.ef_construct)) if value]
+    setting = f" ({', '.join(tuned)})" if tuned else ""
+    floor = args.min_available_gb * 1024
+    engine = [f"--{k}={v}" for k, v in (("vectors-memory", args.vectors_memory), ("payload-memory", args.payload_memory),
+                                        ("max-segment-mb", args.max_segment_mb), ("filter-graphs", args.filter_graphs),
+                                        ("ef-construct", args.ef_construct)) if v]
     results = []
     for n in args.chunks:
         with tempfile.TemporaryDirectory(prefix="collectivia-footprint-") as tmp:
             index = str(Path(tmp) / "qdrant")
-            figures = _run_worker("--worker", "build", "--path", index, "--chunks", str(n),
-                                  "--batch", str(args.batch), "--seed", str(args.seed))
-            figures.update(_run_worker("--worker", "serve", "--path", index, "--queries", str(args.queries),
-                                       "--seed", str(args.seed)))
-        figures["machine"] = machine
+            try:
+                built = run_watched(["--worker", "build", "--path", index, "--chunks", str(n), "--batch", str(args.batch),
+                                     "--optimize-every", str(args.optimize_every), "--seed", str(args.seed), *engine],
+                                    ROOT, floor)
+                served = run_watched(["--worker", "serve", "--path", index, "--queries", str(args.queries),
+                                      "--user-services", str(args.user_services), "--seed", str(args.seed)], ROOT, floor)
+            except MemoryGuardError as exc:
+                print(f"{n:>7} chunks: {exc}", flush=True)
+                continue
+        figures = {**built.result, **served.result, "machine": machine, "setting": setting,
+                   "build_min_available_mb": round(built.min_available_mb or 0),
+                   "build_max_anon_mb": round(built.max_anon_mb), "serve_max_anon_mb": round(served.max_anon_mb)}
         results.append(figures)
         if not args.json:
-            f = figures
-            print(f"{f['chunks']:>7} chunks (~{f['mean_chunk_chars']} characters each), embedded Qdrant Edge index, {machine}")
-            print(f"  disk      {f['disk_mb']:8.1f} MB on disk ({f['disk_apparent_mb']} MB apparent)")
-            print(f"  memory    {f['peak_rss_mb']:8} MB peak while indexing ({f['peak_rss_before_optimize_mb']} MB before "
-                  f"optimize, {f['rss_before_index_mb']} MB before the index); "
-                  f"{f['serve_peak_rss_mb']} MB peak serving ({f['serve_rss_before_open_mb']} MB before opening)")
-            print(f"  time      {f['index_s']:8.1f} s to index (BM25 {f['bm25_s']} s, writes {f['write_s']} s, "
-                  f"optimize {f['optimize_s']} s), embedding excluded; reopen {f['reopen_s']} s")
-            print(f"  queries   p50 {f['query_p50_ms']} ms, p95 {f['query_p95_ms']} ms "
-                  f"(filtered hybrid RRF, query embedding excluded)")
+            report(figures, machine)
     sizes = sorted(results, key=lambda f: f["chunks"])
     if len(sizes) >= 2 and sizes[-1]["chunks"] > sizes[0]["chunks"]:
         small, large = sizes[0], sizes[-1]

@@ -4,7 +4,7 @@
 
 1. The sample commune (corpora/commune, indexed into a temporary folder): every question of
    evals/datasets/commune.jsonl and commune-colloquial.jsonl asked as its user — retrieval latency (query embedding with the bundled USE, BM25,
-   hybrid RRF query with the access filter inside Qdrant, relevance, per-document cap) and the extractive answer's
+   dense and BM25 queries with the access filter inside Qdrant, score fusion, relevance, per-document cap) and the extractive answer's
    time to first token and total time (retrieval, evidence read from the passages, answerability decision,
    extract).
 2. Synthetic indexes of N chunks (512-dim unit vectors, BM25 vectors of French text built from the corpus'

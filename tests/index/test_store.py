@@ -206,7 +206,7 @@ class TestCollectionIdentity:
             ServerStore(client, "c", CollectionInfo("h", 8), shards=3, replication_factor=2)
         assert (RecordingClient.created["shard_number"], RecordingClient.created["replication_factor"]) == (3, 2)
         params = client.get_collection("c").config.params
-        assert params.sparse_vectors["bm25"].modifier == models.Modifier.IDF
+        assert params.sparse_vectors["bm25"].modifier is None  # no collection-wide IDF (hidden documents would count)
         assert params.vectors["dense"].size == 8
 
     def test_a_foreign_server_collection_is_not_reused(self):

@@ -183,3 +183,17 @@ def test_a_french_question_with_none_of_its_words_in_any_passage_is_not_found():
     confident = {name: 1.0 for name in model.question.names}
     assert model.decide(confident | {"cov_union": 0.0, "lang_en": 0.0}).outcome == "not_found"
     assert model.decide(confident | {"cov_union": 0.0, "lang_en": 1.0}).outcome != "not_found"  # read by meaning
+
+
+def test_a_figure_of_another_year_is_never_the_confident_answer(use_embedder, bm25):
+    meals = [chunk(1, "La cuisine centrale municipale a servi 144 300 repas au cours de l'année scolaire 2023-2024.",
+                   title="Rapport de la restauration scolaire 2023-2024")]
+    reader = EvidenceReader(bm25, use_embedder, AnswerabilityModel.load().sentence)
+    linear = LinearModel(("x",), (0.0,), (1.0,), (4.0,), 0.0)
+    sure = AnswerabilityModel(linear, linear, answer_threshold=0.8, not_found_threshold=0.2, info={})
+    other_year = reader.read("cb de repas la cuisine centrale a servi en 2024-2025", meals).features
+    same_year = reader.read("cb de repas la cuisine centrale a servi en 2023-2024", meals).features
+    no_year = reader.read("cb de repas la cuisine centrale sert par an", meals).features
+    assert sure.decide(other_year | {"x": 1.0}).outcome == "uncertain"
+    assert sure.decide(same_year | {"x": 1.0}).outcome == "answer"
+    assert sure.decide(no_year | {"x": 1.0}).outcome == "answer"  # a rule without a year is not a mismatch

@@ -367,3 +367,28 @@ def test_equal_scores_are_ordered_and_cut_by_chunk_id_so_identical_runs_agree(st
     first = retriever.candidates("prêt de minibus aux associations", user, limit=5)
     assert [c.id for c in first] == sorted(c.id for c in everything[:12])[:5]
     assert [c.id for c in retriever.candidates("prêt de minibus aux associations", user, limit=5)] == [c.id for c in first]
+
+
+def _ranked(i: str, score: float) -> Hit:
+    return Hit(i, score, {"doc_id": i})
+
+
+def test_score_fusion_weighs_meaning_against_words_on_each_lists_own_scale():
+    from rag.retrieve import fuse_scores
+
+    dense = [_ranked("both", 0.62), _ranked("meaning", 0.65), _ranked("far", 0.20)]
+    words = [_ranked("words", 14.0), _ranked("both", 11.0), _ranked("weak", 2.0)]
+    ranked = [h.id for h in fuse_scores(dense, words, 0.4)]
+    assert ranked[0] == "both"  # near the top of both lists
+    assert ranked.index("words") < ranked.index("meaning")  # words weigh 0.6
+    assert [h.id for h in fuse_scores(dense, words, 1.0)][0] == "meaning"  # meaning only
+    assert ranked[-1] in ("far", "weak") and len(ranked) == 5
+    # BM25 scores of any size: only their spread within the list counts.
+    assert [h.id for h in fuse_scores(dense, [_ranked(h.id, h.score * 100) for h in words], 0.4)] == ranked
+
+
+def test_score_fusion_with_one_list_empty_keeps_the_other_order():
+    from rag.retrieve import fuse_scores
+
+    dense = [_ranked("a", 0.7), _ranked("b", 0.5), _ranked("c", 0.4)]
+    assert [h.id for h in fuse_scores(dense, [], 0.4)] == ["a", "b", "c"]
