@@ -339,6 +339,7 @@ def test_the_retriever_never_returns_a_passage_outside_the_scope(store, corpus, 
     rng = random.Random(SEED + 2)
     retrievers = {mode: HybridRetriever(store, hash_embedder, bm25, mode=mode, max_per_doc=rng.randint(1, 3))
                   for mode in MODES}
+    retrievers["hybrid-rrf"] = HybridRetriever(store, hash_embedder, bm25, fusion="rrf", max_per_doc=2)
     by_doc: dict[str, dict] = {p["doc_id"]: p for p in corpus.live.values()}
     found = 0
     for i in range(60):
@@ -391,10 +392,10 @@ def test_the_retriever_on_ingested_files(store, hash_embedder, bm25, tmp_path):
         User("e", "both", frozenset({"rh", "etat-civil"})): {"RH", "CIVIL", "COMMUN"},
     }
     for user, expected in cases.items():
-        for mode in MODES:
-            retriever.mode = mode
+        for mode, fusion in [(m, "score") for m in MODES] + [("hybrid", "rrf")]:
+            retriever.mode, retriever.fusion = mode, fusion
             got = {c.doc_id for c in retriever.retrieve("registre des naissances", user, k=10)}
-            assert got == expected, (user.id, mode)
+            assert got == expected, (user.id, mode, fusion)
     repealed = retriever.retrieve("registre des naissances", User("d", "none"), k=10, scope=Scope(include_repealed=True))
     assert {c.doc_id for c in repealed} == {"COMMUN", "ANCIEN"}
 

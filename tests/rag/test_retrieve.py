@@ -392,3 +392,18 @@ def test_score_fusion_with_one_list_empty_keeps_the_other_order():
 
     dense = [_ranked("a", 0.7), _ranked("b", 0.5), _ranked("c", 0.4)]
     assert [h.id for h in fuse_scores(dense, [], 0.4)] == ["a", "b", "c"]
+
+
+def test_the_fusion_settings_reach_the_retriever(monkeypatch):
+    from collectivia.settings import Settings
+    from collectivia.wiring import build_retriever
+    from fixtures import HashEmbedder
+
+    assert (build_retriever(Settings(), HashEmbedder(), store=None).fusion, Settings().search.dense_weight) == ("score", 0.4)
+    monkeypatch.setenv("COLLECTIVIA_SEARCH__FUSION", "rrf")
+    monkeypatch.setenv("COLLECTIVIA_SEARCH__DENSE_WEIGHT", "0.7")
+    retriever = build_retriever(Settings(), HashEmbedder(), store=None)
+    assert (retriever.fusion, retriever.dense_weight) == ("rrf", 0.7)
+    monkeypatch.setenv("COLLECTIVIA_SEARCH__DENSE_WEIGHT", "1.5")
+    with pytest.raises(ValueError, match="dense_weight"):
+        Settings()
