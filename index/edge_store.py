@@ -6,14 +6,14 @@ import json
 import logging
 import shutil
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from qdrant_client import models
 
 from index.store import (  # noqa: E501
-    MIGRATES_FROM, PagedReads,
+    PagedReads,
     CollectionInfo, DENSE, KEYWORD_INDEXES, LIVE, RRF_K, SPARSE, STAGED,
     STAGED_CONDITION, StoreError,
     StoredPoint, doc_condition, live_filter, version_condition,
@@ -82,7 +82,7 @@ class EdgeStore(PagedReads):
         self._recover_migration(shard_dir, info_file)
         if info_file.is_file():
             stored = CollectionInfo(**json.loads(info_file.read_text(encoding="utf-8")))
-            if stored.schema in MIGRATES_FROM and stored.schema != info.schema:
+            if info.migrates(stored):
                 stored = self._migrate(stored, shard_dir, info_file)
             info.check_compatible(stored, str(self.path))
             self._shard = self._load(shard_dir)
@@ -133,8 +133,6 @@ class EdgeStore(PagedReads):
         is copied into a new shard of the current schema, which then replaces the old one. Nothing is embedded again.
         A crash leaves either the old index whole (the copy is dropped and redone at the next start) or the new one
         complete (``_recover_migration`` finishes the swap)."""
-        if (stored.embedder, stored.dim) != (self.info.embedder, self.info.dim):
-            return stored  # another embedder: check_compatible says what to do
         qe = self._qe
         copy_dir, old_dir = self.path / "shard.migrating", self.path / "shard.schema-old"
         if copy_dir.exists():
@@ -157,7 +155,7 @@ class EdgeStore(PagedReads):
             source.close()
         shard_dir.rename(old_dir)
         copy_dir.rename(shard_dir)
-        migrated = CollectionInfo(stored.embedder, stored.dim, stored.sparse, self.info.schema)
+        migrated = replace(stored, schema=self.info.schema)
         self._write_info(info_file, migrated)
         shutil.rmtree(old_dir, ignore_errors=True)
         logger.info("index %s migré du schéma %s au schéma %s", self.path, stored.schema, migrated.schema)

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from qdrant_client import models
 
 from index.store import (  # noqa: E501
-    MIGRATES_FROM, PagedReads,
+    PagedReads,
     CollectionInfo, DENSE, KEYWORD_INDEXES, LIVE, RRF_K, SPARSE, STAGED,
     STAGED_CONDITION, StoreError,
     StoredPoint, doc_condition, live_filter, version_condition,
@@ -40,7 +40,7 @@ class ServerStore(PagedReads):
                     "choisissez un autre nom (COLLECTIVIA_QDRANT__COLLECTION)"
                 )
             stored_info = CollectionInfo(**stored)
-            if stored_info.schema in MIGRATES_FROM and (stored_info.embedder, stored_info.dim) == (info.embedder, info.dim):
+            if info.migrates(stored_info):
                 # Schema 1 → 2: drop the BM25 IDF modifier (a setting of the collection; the vectors stay).
                 stored_info = replace(stored_info, schema=info.schema)
                 client.update_collection(

@@ -46,6 +46,12 @@ class CollectionInfo:
     sparse: str = "bm25-french"
     schema: int = SCHEMA_VERSION
 
+    def migrates(self, stored: "CollectionInfo") -> bool:
+        """Whether an index of ``stored`` is brought to this schema in place (same embedder, an older schema listed in
+        ``MIGRATES_FROM``); otherwise ``check_compatible`` says what to do."""
+        return (stored.schema in MIGRATES_FROM and stored.schema != self.schema
+                and (stored.embedder, stored.dim) == (self.embedder, self.dim))
+
     def check_compatible(self, stored: "CollectionInfo", where: str) -> None:
         if stored.schema != self.schema:
             raise StoreError(

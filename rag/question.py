@@ -126,10 +126,12 @@ def weight(word: str, lang: str) -> tuple[float, bool]:
     return max(0.5, 8.0 - z), True
 
 
+@lru_cache(maxsize=256)
 def analyse(question: str, sparse) -> QuestionAnalysis:
     """Content words of ``question`` (stop words dropped by the French BM25 analyser, filler words too), weighted.
     A shorthand word and its one-word spelling are one term, found when either is (« vacances » or « congés »);
-    a shorthand for several words gives those words (« mdp » → mot, passe)."""
+    a shorthand for several words gives those words (« mdp » → mot, passe). Cached: retrieval (``bm25_query``)
+    and the evidence reader read the same question."""
     expanded = expand(question)
     lang = language(question)
     terms: dict[tuple[int, ...], Term] = {}
