@@ -35,6 +35,7 @@ QUESTION_FEATURES = ("cov_best", "cov_first", "cov_union", "missing_max", "missi
 DEFAULT_TRAIN = ("commune", "commune-colloquial:train")
 QUESTION_C = 0.1  # strong regularisation: ~300 training questions (0.1 vs 1: same CV AUC, steadier on held-out)
 SENTENCE_C = 1.0
+TRAIN_SENTENCES = 40  # sentences per question the sentence model learns from
 
 Log = Callable[[str], None]
 
@@ -70,7 +71,9 @@ class Sample:
 
 def collect(retriever, k: int, datasets: Sequence, *, log: Log) -> list[Sample]:
     """Retrieval and sentence signals for every question of ``datasets`` (each asked as its user)."""
-    reader = EvidenceReader(retriever.sparse, retriever.embedder, None)
+    # The sentence model learns from a wide pool (every sentence a first scoring could shortlist), not only from the
+    # few the shipped reader encodes.
+    reader = EvidenceReader(retriever.sparse, retriever.embedder, None, max_sentences=TRAIN_SENTENCES)
     samples: list[Sample] = []
     for data in datasets:
         for q in data.questions:

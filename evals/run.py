@@ -91,7 +91,7 @@ def answer_question(assistant, question: Question, user, *, depth: int, canonica
     record["extracts"] = list(answer.extracts)
     record["error"] = answer.error
     record["generator"] = answer.generator
-    record["sources"] = [_chunk_json(s) for s in answer.sources]
+    record["sources"] = [{**_chunk_json(s), "text": s.text} for s in answer.sources]  # what the answer was drawn from
     record["source_docs"] = [d["doc_id"] for d in ranked_documents(record["sources"], canonical)]
     record["trace"] = [{"chunk_id": t.chunk_id, "doc_id": t.doc_id, "score": round(t.score, 6),
                         "relevance": round(t.relevance, 4)} for t in answer.trace]

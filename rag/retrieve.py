@@ -222,7 +222,7 @@ class HybridRetriever:
         order closest titles. Whether the passages answer is decided by ``rag.answerability``."""
         p = hit.payload
         if terms:
-            found = set(self.sparse.embed_document(f"{p.get('title', '')} {p.get('section', '')} {p.get('text', '')}")[0])
+            found = self.sparse.term_ids(f"{p.get('title', '')} {p.get('section', '')} {p.get('text', '')}")
             coverage = len(terms & found) / len(terms)
         else:
             coverage = 0.0

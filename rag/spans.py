@@ -69,7 +69,8 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
                            re.IGNORECASE),
     "date": re.compile(rf"\b(?:1er|\d{{1,2}})\s(?:{_MONTHS})(?:\s\d{{4}})?\b|\b(?:{_MONTHS})\s\d{{4}}\b"
                        r"|\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b|\b(?:19|20)\d{2}\b", re.IGNORECASE),
-    "count": re.compile(rf"\b(?:{_NUM})\b(?!\s?(?:€|euros?|%))(?:\s(?:[a-zà-ÿ'’-]{{3,}}))?|\b(?:un|une|deux|trois|quatre|cinq|six|sept|huit|"
+    # A year is not a count (« en 2023 s'élève… »).
+    "count": re.compile(rf"\b(?!(?:19|20)\d{{2}}\b)(?:{_NUM})\b(?!\s?(?:€|euros?|%))(?:\s(?:[a-zà-ÿ'’-]{{3,}}))?|\b(?:un|une|deux|trois|quatre|cinq|six|sept|huit|"
                         r"neuf|dix|douze|quinze|vingt|trente|cent)\b", re.IGNORECASE),
     "person": re.compile(r"\b(?:M\.|Mme|Mmes|MM\.|Mlle|Dr|Me)\s+[A-ZÀ-Ý][\w'’-]+(?:[\s-][A-ZÀ-Ý][\w'’-]+)*"
                          r"|\b(?:le|la|au|du|à la|auprès du|auprès de la)\s(?:DRH|DGS|DSI|DPO|maire|adjoint\w*|"

@@ -7,6 +7,7 @@ place of ``tests/conftest.py`` for the other packages' ``from conftest import ‚Ä
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,10 +22,24 @@ from chat_helpers import (
 from fixtures import make_docx, make_md, make_pdf, write_meta
 
 
+_INDEXED: dict = {}  # the corpus indexed once per test session (this module is imported once per process)
+
+
 @pytest.fixture(scope="module")
 def chat_corpus(tmp_path_factory):
-    """Real files with sidecars, real users (made by `collectivia users add`), indexed by `collectivia ingest`."""
+    """Real files with sidecars, real users (made by `collectivia users add`), indexed by `collectivia ingest`: built
+    once per session, then each test module gets its own copy of the users file and the data directory (index,
+    history, uploads), since modules upload, replace, withdraw and converse. The files themselves are shared and
+    read only."""
+    if not _INDEXED:
+        _INDEXED.update(_index_corpus(tmp_path_factory.mktemp("chat-indexed")))
     tmp = tmp_path_factory.mktemp("chat")
+    users = Path(shutil.copy(_INDEXED["users"], tmp / "users.yaml"))
+    data = Path(shutil.copytree(_INDEXED["data"], tmp / "data"))
+    return {"docs": _INDEXED["docs"], "users": users, "data": data, "env": base_env(data, users), "tmp": tmp}
+
+
+def _index_corpus(tmp: Path) -> dict:
     docs = tmp / "docs"
     docs.mkdir()
     write_meta(make_md(docs / "conges.md", title="Cong√©s annuels des agents", sections=RH_SECTIONS),

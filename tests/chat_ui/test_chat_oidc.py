@@ -4,7 +4,6 @@ COLLECTIVIA_CHAT__OIDC__ENABLED and Chainlit's generic provider, headless Chromi
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -56,15 +55,12 @@ class Provider(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def oidc_server(chat_corpus, tmp_path_factory):
+def oidc_server(chat_corpus):
     provider = ThreadingHTTPServer(("127.0.0.1", free_port()), Provider)
     threading.Thread(target=provider.serve_forever, daemon=True).start()
     idp = f"http://127.0.0.1:{provider.server_address[1]}"
-    tmp = tmp_path_factory.mktemp("oidc")
-    corpus = dict(chat_corpus, data=tmp / "data", tmp=tmp)
-    env = dict(chat_corpus["env"], COLLECTIVIA_DATA_DIR=str(corpus["data"]))
-    result = run_cli(["ingest", str(shutil.copytree(chat_corpus["docs"], tmp / "docs")), "--json"], env)
-    assert result.returncode == 0, result.stderr
+    corpus = dict(chat_corpus)  # this module's own copy of the indexed corpus
+    env = dict(chat_corpus["env"])
     env.update({
         "COLLECTIVIA_CHAT__OIDC__ENABLED": "true",
         "COLLECTIVIA_CHAT__OIDC__SERVICES_CLAIM": "groups",

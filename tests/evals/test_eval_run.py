@@ -83,6 +83,8 @@ def test_cli_run_writes_every_file_and_passes(tiny):
     assert q1["retrieved_docs"][0] == "PROC-RH-1" and q1["metrics"]["recall@1"] == 1.0
     assert all(set(c) >= {"chunk_id", "doc_id", "score", "services"} for c in q1["retrieved"])
     assert q1["answer"] and q1["citations"] and set(q1["timings_ms"]) >= {"retrieve", "total", "candidates"}
+    # « gold passage in sources » reads the passages the answer was drawn from, not only what it quoted
+    assert all(s["text"] for s in q1["sources"]) and q1["metrics"]["gold_passage_in_sources"] is True
     # the RH agent never gets the urbanism document, whatever the question
     assert "PROC-URBA-1" not in records["Q3"]["retrieved_docs"]
     assert all(d in ("CHARTE-IA",) for d in records["Q4"]["retrieved_docs"])

@@ -95,6 +95,21 @@ class TestEmbedderContract:
 
 
 @pytest.mark.parametrize("name", ["use", "e5"])
+def test_a_question_is_encoded_once_for_retrieval_and_the_evidence_reader(name, monkeypatch):
+    embedder = _cache.setdefault(name, FACTORIES[name]())
+    encoded = []
+    original = type(embedder)._encode_query
+    monkeypatch.setattr(type(embedder), "_encode_query", lambda self, text: encoded.append(text) or original(self, text))
+    first = embedder.embed_query("Combien de jours de congé pour un mariage ?")
+    again = embedder.embed_query("Combien de jours de congé pour un mariage ?")
+    other = embedder.embed_query("Qui signe les arrêtés ?")
+    assert encoded == ["Combien de jours de congé pour un mariage ?", "Qui signe les arrêtés ?"]
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    with pytest.raises(ValueError):
+        again[0] = 1.0  # shared between callers: read only
+
+
+@pytest.mark.parametrize("name", ["use", "e5"])
 def test_bundled_multilingual_models_understand_french_paraphrases(name):
     if name not in _cache:
         _cache[name] = FACTORIES[name]()
@@ -119,3 +134,14 @@ def test_french_bm25_stems_and_drops_stop_words(bm25):
     query = dict(zip(*bm25.embed_query("congés annuels des agents")))
     assert set(query) == set(doc)
     assert len(query) == 3  # "des" is a stop word
+
+
+def test_bm25_term_ids_are_the_document_terms_and_are_remembered():
+    from index.embed import Bm25Encoder
+
+    bm25 = Bm25Encoder()
+    text = "Les congés annuels des agents sont posés dans e-RH."
+    ids = bm25.term_ids(text)
+    assert ids == frozenset(bm25.embed_document(text)[0]) and ids
+    assert bm25.term_ids(text) is ids  # read again question after question: computed once
+    assert bm25.term_ids("Le permis de construire.") != ids

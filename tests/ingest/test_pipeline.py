@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -214,28 +215,66 @@ KILLER = textwrap.dedent(
     from ingest.pipeline import ChunkingOptions, Ingestor
     from index.store import CollectionInfo
     from index.edge_store import EdgeStore
-    kill_at = int(sys.argv[3])
-    calls = 0
 
-    class KillingShard:
-        '''The real shard; the process is killed (SIGKILL) right after its N-th write.'''
-        def __init__(self, shard):
-            self._shard = shard
-        def update(self, operation):
-            global calls
-            self._shard.update(operation)
-            calls += 1
-            if calls == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-        def __getattr__(self, name):
-            return getattr(self._shard, name)
 
-    embedder = HashEmbedder()
-    store = EdgeStore(sys.argv[1], CollectionInfo(embedder.name, embedder.dim))
-    store._shard = KillingShard(store._shard)
-    Ingestor(store, embedder, Bm25Encoder(), chunking=ChunkingOptions(size=60, overlap=10), parse_workers=0).ingest_paths([sys.argv[2]], prune=True)
-    store.close()
-    print(calls)
+    def ingest(index, corpus, kill_at):
+        calls = 0
+
+        class KillingShard:
+            '''The real shard; the process is killed (SIGKILL) right after its N-th write.'''
+            def __init__(self, shard):
+                self._shard = shard
+            def update(self, operation):
+                nonlocal calls
+                self._shard.update(operation)
+                calls += 1
+                if calls == kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            def __getattr__(self, name):
+                return getattr(self._shard, name)
+
+        embedder = HashEmbedder()
+        store = EdgeStore(index, CollectionInfo(embedder.name, embedder.dim))
+        store._shard = KillingShard(store._shard)
+        Ingestor(store, embedder, Bm25Encoder(), chunking=ChunkingOptions(size=60, overlap=10),
+                 parse_workers=0).ingest_paths([corpus], prune=True)
+        store.close()
+        return calls
+
+
+    # Imports and the parsers' own lazy loading are paid once, here (nothing is opened): each run is a new process
+    # forked from this one, killed or ending on its own.
+    warm = False
+    for line in sys.stdin:
+        index, corpus, kill_at = line.rstrip("\\n").split("\\t")
+        if not warm:
+            from pathlib import Path
+            from ingest.parse import parse_file
+            for path in sorted(Path(corpus).iterdir()):
+                try:
+                    parse_file(path)
+                except Exception:
+                    pass
+            warm = True
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            code = 0
+            try:
+                os.write(write, str(ingest(index, corpus, int(kill_at))).encode())
+            except BaseException as exc:
+                sys.stderr.write(repr(exc) + "\\n")
+                code = 1
+            os._exit(code)
+        os.close(write)
+        out = b""
+        while chunk := os.read(read, 1024):
+            out += chunk
+        os.close(read)
+        _, status = os.waitpid(pid, 0)
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        print(f"{{code}}\\t{{out.decode()}}", flush=True)
     """
 )
 
@@ -253,9 +292,19 @@ def test_killed_at_any_write_a_rerun_converges(tmp_path, hash_embedder, bm25):
     script.write_text(KILLER.format(tests=str(ROOT / "tests"), root=str(ROOT)), encoding="utf-8")
     corpus = build_corpus(tmp_path / "docs")
 
-    def run(index: Path, kill_at: int) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(script), str(index), str(corpus), str(kill_at)],
-                              capture_output=True, text=True, timeout=300)
+    errors = tmp_path / "killer.err"
+    killer = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=errors.open("w"), text=True)
+
+    def run(index: Path, kill_at: int) -> tuple[int, str]:
+        """Exit code of one ingestion run (-9: killed) and what it printed (its number of writes)."""
+        killer.stdin.write(f"{index}\t{corpus}\t{kill_at}\n")
+        killer.stdin.flush()
+        ready, _, _ = select.select([killer.stdout], [], [], 300)
+        line = killer.stdout.readline() if ready else ""
+        assert line, "run did not end: " + errors.read_text()
+        code, _, out = line.rstrip("\n").partition("\t")
+        return int(code), out
 
     def change_corpus():
         make_md(corpus / "a.md", title="Procédure a.md", sections=[("Article 9 – Modifié", "Nouvelle règle de dépôt des congés.")])
@@ -276,11 +325,13 @@ def test_killed_at_any_write_a_rerun_converges(tmp_path, hash_embedder, bm25):
     # Reference: the index a clean, uninterrupted run builds (original corpus, then the changed one).
     reference_dir = tmp_path / "reference"
     set_corpus(pristine)
-    assert run(reference_dir, 10**9).returncode == 0
+    assert run(reference_dir, 10**9)[0] == 0, errors.read_text()
     pristine_index = tmp_path / "pristine-index"
     shutil.copytree(reference_dir, pristine_index)
     set_corpus(changed)
-    total = int(run(reference_dir, 10**9).stdout.strip())
+    code, out = run(reference_dir, 10**9)
+    assert code == 0, errors.read_text()
+    total = int(out)
     reference = EdgeStore(reference_dir, CollectionInfo(hash_embedder.name, hash_embedder.dim))
     expected = _snapshot(reference)["points"]
     reference.close()
@@ -290,10 +341,10 @@ def test_killed_at_any_write_a_rerun_converges(tmp_path, hash_embedder, bm25):
     for kill_at in range(1, total + 1):
         index = tmp_path / f"index-{kill_at}"
         shutil.copytree(pristine_index, index)
-        killed = run(index, kill_at)
-        assert killed.returncode == -9, (kill_at, killed.stderr)
-        rerun = run(index, 10**9)
-        assert rerun.returncode == 0, rerun.stderr
+        assert run(index, kill_at)[0] == -9, (kill_at, errors.read_text())
+        assert run(index, 10**9)[0] == 0, errors.read_text()
         store = EdgeStore(index, CollectionInfo(hash_embedder.name, hash_embedder.dim))
         assert _snapshot(store)["points"] == expected, f"killed after write {kill_at}: the rerun did not converge"
         store.close()
+    killer.stdin.close()
+    assert killer.wait(timeout=60) == 0

@@ -47,6 +47,8 @@ def test_spans_of_the_asked_kind():
     assert [s.text for s in find_spans(sentence, "duration")] == ["15 jours"]
     assert "M. Paul Renaud" in [s.text for s in find_spans(sentence, "person")]
     assert find_spans(sentence, None) == []
+    debt = "L'encours de la dette au 1er janvier 2023 s'élève à 9 850 000 €, soit 646 € par habitant."
+    assert [s.text for s in find_spans(debt, "count")] == ["9 850 000 €", "646 €"]  # a year is not a count
 
 
 def test_key_entities_are_years_numbers_acronyms_and_proper_nouns_not_everyday_shorthand():
@@ -106,6 +108,28 @@ def test_the_answering_sentence_comes_first_with_its_span(use_embedder, bm25):
     assert plan.extracts[0].text.startswith("Une même association peut emprunter au maximum")
     assert plan.span in ("30 tables", "200 chaises")
     assert plan.header == EXTRACT_HEADER
+
+
+def test_only_a_shortlist_of_sentences_is_encoded_and_the_answer_stays_in_it(use_embedder, bm25):
+    class Counting:  # the embedder, counting what it is asked to encode
+        encoded: list[str] = []
+
+        def embed_query(self, text):
+            return use_embedder.embed_query(text)
+
+        def embed_documents(self, texts):
+            Counting.encoded += list(texts)
+            return use_embedder.embed_documents(texts)
+
+    filler = " ".join(f"Le local numéro {i} du centre technique est repeint en {2010 + i} par les agents." for i in range(12))
+    sources = [chunk(1, filler, title="Centre technique municipal"), *CHAIRS]
+    reader = EvidenceReader(bm25, Counting(), AnswerabilityModel.load().sentence, max_sentences=4)
+    evidence = reader.read("une asso peut emprunter combien de chaises max ?", sources)
+    assert len(Counting.encoded) == 4 and len(evidence.sentences) == 4
+    assert evidence.sentences[0].text.startswith("Une même association peut emprunter au maximum")
+    again = reader.read("une asso peut emprunter combien de chaises max ?", sources)
+    assert len(Counting.encoded) == 4  # the same passages again: their sentences' vectors were kept
+    assert [s.score for s in again.sentences] == [s.score for s in evidence.sentences]
 
 
 def test_uncertain_says_so_and_what_the_documents_give_instead(use_embedder, bm25):
