@@ -6,8 +6,8 @@
 - ``Bm25Encoder``: Qdrant's BM25 with French stop words and Snowball stemming; the query's words are weighted by
   their rarity in general French (``rag.question.bm25_query``), never by the collection.
 
-The bundled embedders remember the vectors of their last questions: retrieval and the evidence reader encode the
-same question once.
+``Remembered`` keeps vectors by text (the evidence reader's sentences: passages come back question after question).
+Questions are never kept: the assistant encodes each once and hands the vector to retrieval and the reader.
 """
 
 from __future__ import annotations
@@ -74,22 +74,7 @@ class Remembered:
         return vector
 
 
-class RemembersQueries:
-    """``embed_query`` with the vectors of the last ``REMEMBERED`` questions kept; subclasses encode in
-    ``_encode_query``."""
-
-    REMEMBERED = 64
-
-    def embed_query(self, text: str) -> np.ndarray:
-        memory = self.__dict__.get("_queries") or self.__dict__.setdefault("_queries", Remembered(self.REMEMBERED))
-        vector = memory.get(text)
-        return vector if vector is not None else memory.put(text, self._encode_query(text))
-
-    def _encode_query(self, text: str) -> np.ndarray:
-        raise NotImplementedError
-
-
-class UseEmbedder(RemembersQueries):
+class UseEmbedder:
     """Bundled default: USE multilingual v3, 512 dimensions, good in French, ~150 chunks/s on 2 cores."""
 
     dim = 512
@@ -113,14 +98,14 @@ class UseEmbedder(RemembersQueries):
         out = [model.encode(list(texts[i : i + self._batch])) for i in range(0, len(texts), self._batch)]
         return normalised(np.concatenate(out))
 
-    def _encode_query(self, text: str) -> np.ndarray:
+    def embed_query(self, text: str) -> np.ndarray:
         return normalised(self._single.encode([text]))[0]
 
     def count_tokens(self, text: str) -> int:
         return max(len(self._model._tokenizer.encode(text)) - 2, 0)  # without BOS/EOS
 
 
-class SentenceTransformerEmbedder(RemembersQueries):
+class SentenceTransformerEmbedder:
     """Any sentence-transformers model, by name (from the local Hugging Face cache, offline) or by folder."""
 
     def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 32, threads: int | None = None) -> None:
@@ -149,14 +134,14 @@ class SentenceTransformerEmbedder(RemembersQueries):
             return np.zeros((0, self.dim), dtype=np.float32)
         return normalised(self._model.encode(list(texts), batch_size=self._batch, convert_to_numpy=True))
 
-    def _encode_query(self, text: str) -> np.ndarray:
+    def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]
 
     def count_tokens(self, text: str) -> int:
         return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-class E5Embedder(RemembersQueries):
+class E5Embedder:
     """Bundled multilingual-e5-small (4-bit, C engine), retrieval-tuned, 384 dimensions, ~40 sentences/s."""
 
     dim = 384
@@ -174,7 +159,7 @@ class E5Embedder(RemembersQueries):
         out = [np.asarray(self._e5.passage(list(texts[i : i + self._batch]))) for i in range(0, len(texts), self._batch)]
         return normalised(np.concatenate(out))
 
-    def _encode_query(self, text: str) -> np.ndarray:
+    def embed_query(self, text: str) -> np.ndarray:
         return normalised(np.asarray(self._e5.query([text])))[0]
 
     def count_tokens(self, text: str) -> int:

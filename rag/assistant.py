@@ -127,9 +127,9 @@ class Assistant:
         self.not_found_threshold = not_found_threshold
         self.rewrite_followups = rewrite_followups
 
-    def decide(self, question: str, retrieved: Sequence[ScoredChunk]) -> tuple[Evidence, Decision]:
-        """Evidence from the passages the user may see, and the decision on it."""
-        evidence = self.reader.read(question, retrieved)
+    def decide(self, question: str, retrieved: Sequence[ScoredChunk], vector=None) -> tuple[Evidence, Decision]:
+        """Evidence from the passages the user may see, and the decision on it (``vector``: the question's)."""
+        evidence = self.reader.read(question, retrieved, vector)
         if self.model is None:
             best = max((c.relevance for c in retrieved), default=0.0)
             return evidence, Decision("answer" if best >= FALLBACK_MIN_RELEVANCE else "not_found", best)
@@ -159,11 +159,14 @@ class Assistant:
             timings["rewrite"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
-        retrieved = self.retriever.retrieve(standalone, user, k=self.k, scope=scope)
+        # Encoded once, for retrieval and for the evidence reader; never kept beyond this answer.
+        vector = self.retriever.embedder.embed_query(standalone)
+        retrieved = self.retriever.retrieve(standalone, user, k=self.k, scope=scope, vector=vector)
         timings["retrieve"] = (time.perf_counter() - t) * 1000
         trace = tuple(TraceItem(c.id, c.doc_id, c.score, c.relevance) for c in retrieved)
         t = time.perf_counter()
-        evidence, decision = self.decide(standalone, retrieved) if retrieved else (None, Decision("not_found", 0.0))
+        evidence, decision = (self.decide(standalone, retrieved, vector) if retrieved
+                              else (None, Decision("not_found", 0.0)))
         timings["decide"] = (time.perf_counter() - t) * 1000
         sources = tuple(retrieved) if decision.outcome != "not_found" else ()
         common = dict(question=question, standalone_question=standalone if standalone != question else None,

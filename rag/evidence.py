@@ -90,7 +90,8 @@ class EvidenceReader:
     def _ids(self, text: str) -> frozenset[int]:
         return self.sparse.term_ids(text)
 
-    def read(self, question: str, sources: Sequence[ScoredChunk]) -> Evidence:
+    def read(self, question: str, sources: Sequence[ScoredChunk], vector: np.ndarray | None = None) -> Evidence:
+        """``vector``: the question's, when retrieval has encoded it already."""
         q = analyse(question, self.sparse)
         en = 1.0 if q.lang == "en" else 0.0
         entities = [fold(e) for e in q.entities]
@@ -126,7 +127,7 @@ class EvidenceReader:
             ((self._score(self._features(q, c, chunk_cosine[c[0] - 1], en, entities)), c) for c in candidates),
             key=lambda sc: (-sc[0], sc[1][0], sc[1][1]))[:self.max_sentences]
         candidates = [c for _, c in shortlist]
-        dense = self._dense(question, [c[2] for c in candidates])
+        dense = self._dense(question, [c[2] for c in candidates], vector)
         sentences = []
         for candidate, cosine in zip(candidates, dense):
             n, position, text = candidate[:3]
@@ -157,10 +158,10 @@ class EvidenceReader:
             return self.sentence_model.score(features)
         return 0.5 * features["ctx_cov"] + 0.5 * features["dense"]
 
-    def _dense(self, question: str, texts: list[str]) -> list[float]:
+    def _dense(self, question: str, texts: list[str], vector: np.ndarray | None) -> list[float]:
         if self.embedder is None or not texts:
             return [0.0] * len(texts)
-        query = np.asarray(self.embedder.embed_query(question), dtype=np.float32)
+        query = np.asarray(self.embedder.embed_query(question) if vector is None else vector, dtype=np.float32)
         # A « sentence » of a table or a list can run for a whole passage: its head carries its meaning, and encoding
         # time grows with length. The passages of a commune come back question after question: their sentences'
         # vectors are kept.

@@ -177,10 +177,12 @@ class HybridRetriever:
         self.fusion = fusion
         self.dense_weight = dense_weight
 
-    def candidates(self, question: str, user: User, *, limit: int, scope: Scope | None = None) -> list[ScoredChunk]:
-        """Raw ranked chunks from Qdrant (no reranking, no per-document cap), each with its relevance."""
+    def candidates(self, question: str, user: User, *, limit: int, scope: Scope | None = None,
+                   vector: np.ndarray | None = None) -> list[ScoredChunk]:
+        """Raw ranked chunks from Qdrant (no reranking, no per-document cap), each with its relevance. ``vector``: the
+        question's, when the caller has encoded it already."""
         query_filter = access_filter(user, scope)  # raises without a real user
-        dense = self.embedder.embed_query(question)
+        dense = self.embedder.embed_query(question) if vector is None else vector
         # Words are matched with the agents' shorthand spelled out (« cb », « mdp », « ST »…), each weighted by its
         # rarity in general French, never by the collection (hidden documents would weigh in); meaning reads the
         # question as typed.
@@ -228,9 +230,10 @@ class HybridRetriever:
             coverage = 0.0
         return 0.5 * max(cosine, 0.0) + 0.5 * coverage
 
-    def retrieve(self, question: str, user: User, *, k: int = 5, scope: Scope | None = None) -> list[ScoredChunk]:
+    def retrieve(self, question: str, user: User, *, k: int = 5, scope: Scope | None = None,
+                 vector: np.ndarray | None = None) -> list[ScoredChunk]:
         pool = max(k * 4, self.rerank_candidates if self.reranker else 0)
-        chunks = self.candidates(question, user, limit=pool, scope=scope)
+        chunks = self.candidates(question, user, limit=pool, scope=scope, vector=vector)
         if self.reranker is not None and chunks:
             head = chunks[: self.rerank_candidates]
             scores = self.reranker.scores(question, [c.text for c in head])

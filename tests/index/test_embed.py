@@ -95,21 +95,6 @@ class TestEmbedderContract:
 
 
 @pytest.mark.parametrize("name", ["use", "e5"])
-def test_a_question_is_encoded_once_for_retrieval_and_the_evidence_reader(name, monkeypatch):
-    embedder = _cache.setdefault(name, FACTORIES[name]())
-    encoded = []
-    original = type(embedder)._encode_query
-    monkeypatch.setattr(type(embedder), "_encode_query", lambda self, text: encoded.append(text) or original(self, text))
-    first = embedder.embed_query("Combien de jours de congé pour un mariage ?")
-    again = embedder.embed_query("Combien de jours de congé pour un mariage ?")
-    other = embedder.embed_query("Qui signe les arrêtés ?")
-    assert encoded == ["Combien de jours de congé pour un mariage ?", "Qui signe les arrêtés ?"]
-    assert np.array_equal(first, again) and not np.array_equal(first, other)
-    with pytest.raises(ValueError):
-        again[0] = 1.0  # shared between callers: read only
-
-
-@pytest.mark.parametrize("name", ["use", "e5"])
 def test_bundled_multilingual_models_understand_french_paraphrases(name):
     if name not in _cache:
         _cache[name] = FACTORIES[name]()

@@ -425,6 +425,17 @@ def test_extractive_answer_quotes_and_cites_the_sources(index, extractive_assist
     assert "".join(e.token for e in events if e.kind == "token") == answer.text
 
 
+def test_the_question_is_encoded_once_per_answer_and_not_kept(index, use_embedder, bm25, monkeypatch):
+    asked = []
+    encode = use_embedder.embed_query
+    monkeypatch.setattr(use_embedder, "embed_query", lambda text: asked.append(text) or encode(text))
+    assistant = make_assistant(index, ExtractiveGenerator(bm25, use_embedder), use_embedder, bm25)
+    ask(assistant, DELAI, RH)
+    assert asked.count(DELAI) == 1  # retrieval and the evidence reader share one vector
+    ask(assistant, DELAI, RH)
+    assert asked.count(DELAI) == 2  # nothing of a question outlives its answer (no cache of questions)
+
+
 def test_extractive_refusal_when_nothing_is_relevant(index, extractive_assistant):
     _, answer = ask(extractive_assistant, CANADA, URBA)
     assert answer.refused and answer.refusal_reason == "not_found" and answer.extractive
