@@ -107,8 +107,14 @@ def context(browser, request):
         for i, page in enumerate(ctx.pages):
             try:
                 page.screenshot(path=str(folder / f"page{i}.png"), full_page=True)
+                # CI keeps only the log: what the page showed last, and what the server said.
+                print(f"\n--- page {i}, fin du texte affiché ---\n" + page.inner_text("body", timeout=5_000)[-1500:])
             except Exception:
                 pass
+        server = request.getfixturevalue("chat_server") if "chat_server" in request.fixturenames else None
+        if server is not None and server.log.exists():
+            print("\n--- journal du serveur, fin ---\n" + "\n".join(server.log.read_text(errors="replace")
+                                                               .splitlines()[-60:]))
         print(f"\ncaptures de l'échec : {folder}")
     ctx.close()
 

@@ -130,6 +130,38 @@ def press(button, attempts: int = 5) -> None:
     raise AssertionError("le bouton ne s'est pas enfoncé")
 
 
+def click_action(page, button, *, attempts: int = 3, timeout: float = 120_000) -> None:
+    """Click a Chainlit action button and wait for the server's answer to it (``POST /project/action``), which must
+    succeed. A click that sent nothing within 10 s (the button re-rendered under the pointer as the page settled:
+    seen on loaded CI machines) is clicked again; a request that fails or hangs is the server's fault and fails."""
+    is_action = lambda r: r.method == "POST" and r.url.endswith("/project/action")  # noqa: E731
+    sent: list = []
+    answered: list = []
+    on_request = lambda r: sent.append(r) if is_action(r) else None  # noqa: E731
+    on_response = lambda r: answered.append(r) if is_action(r.request) else None  # noqa: E731
+    page.on("request", on_request)
+    page.on("response", on_response)
+    try:
+        for _ in range(attempts):
+            button.click()
+            for _ in range(50):
+                if sent:
+                    break
+                page.wait_for_timeout(200)
+            if sent:
+                break
+        assert sent, "le clic n'a envoyé aucune requête au serveur"
+        for _ in range(int(timeout / 200)):
+            if answered:
+                break
+            page.wait_for_timeout(200)
+        assert answered, "le serveur n'a pas répondu à l'action"
+        assert answered[0].status == 200, (answered[0].status, answered[0].text())
+    finally:
+        page.remove_listener("request", on_request)
+        page.remove_listener("response", on_response)
+
+
 def record_socket(page) -> list[str]:
     """Collect what the server pushes to the page (websocket frames and socket.io polling responses)."""
     frames: list[str] = []

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chat_fixtures import browser, chat_corpus, chat_server, context, shots  # noqa: F401 (fixtures)
-from chat_helpers import FICHE_URL, ask, fetch, login, press, record_socket, session_cookie, streamed
+from chat_helpers import FICHE_URL, ask, click_action, fetch, login, press, record_socket, session_cookie, streamed
 
 pytestmark = pytest.mark.slow
 
@@ -284,12 +284,15 @@ def test_manager_lists_replaces_and_withdraws_documents_of_their_services(chat_s
     first.write_text("# Horaires de la médiathèque\n\nLa médiathèque ouvre le samedi de neuf heures à midi.\n",
                      encoding="utf-8")
     manage = page.get_by_role("button", name="Gérer mes documents")
+    manage.first.wait_for(timeout=SERVER_WORK_MS)  # the welcome's, sent just after its text
     buttons_before = manage.count()
     _upload(page, first, title="Horaires de la médiathèque", services=("rh",))
     page.wait_for_selector("text=est consultable dès maintenant", timeout=180_000)
-    # The confirmation's own buttons arrive just after its text and shift the page: click once they are there.
+    # The confirmation's own buttons arrive just after its text and shift the page: click once they are there and
+    # the dialog is over (the message box is enabled again).
     expect(manage).to_have_count(buttons_before + 1, timeout=SERVER_WORK_MS)
-    manage.last.click()
+    page.wait_for_selector("#chat-input:not([disabled])", timeout=SERVER_WORK_MS)
+    click_action(page, manage.last, timeout=SERVER_WORK_MS)
     documents = page.locator("[data-testid=documents]").last
     documents.wait_for(timeout=SERVER_WORK_MS)
     row = documents.locator(".cv-docrow", has_text="Horaires de la médiathèque")
