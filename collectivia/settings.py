@@ -16,6 +16,15 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def _blank_is_unset(value):
+    """An empty or blank value (``KEY=`` in .env) means unset."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    if isinstance(value, SecretStr) and not value.get_secret_value().strip():
+        return None
+    return value
+
+
 class QdrantSettings(BaseModel):
     path: Path | None = Field(
         None, description="Folder of the embedded Qdrant Edge shard (default: <data_dir>/qdrant)."
@@ -26,6 +35,17 @@ class QdrantSettings(BaseModel):
     shards: int = Field(1, ge=1, description="Shard count when the server collection is created.")
     replication_factor: int = Field(1, ge=1, description="Replication factor when the server collection is created.")
     timeout_s: int = Field(30, ge=1, description="Timeout of requests to the Qdrant server, in seconds.")
+    ef_construct: int = Field(
+        100, ge=4, le=1000,
+        description="When an index is created: HNSW build effort of the dense graph (lower builds faster, recalls less).")
+    filter_graphs: Literal["all", "access", "none"] = Field(
+        "all", description="When an index is created: payload fields that get graph links per value, keeping filtered "
+                           "search complete: all (engine default), access (services, doc_type: faster build), none.")
+    max_segment_mb: int | None = Field(
+        None, ge=16, description="When an index is created: largest segment the optimiser builds, in MB (empty: the "
+                                 "engine's choice).")
+
+    _blank = field_validator("max_segment_mb", mode="before")(_blank_is_unset)
 
 
 def check_endpoint(url: str, variable: str) -> str:
@@ -52,15 +72,6 @@ def check_endpoint(url: str, variable: str) -> str:
 
 
 REMOTE_EMBEDDERS = ("mistral", "openai-compatible")
-
-
-def _blank_is_unset(value):
-    """An empty or blank value (``KEY=`` in .env) means unset."""
-    if isinstance(value, str) and not value.strip():
-        return None
-    if isinstance(value, SecretStr) and not value.get_secret_value().strip():
-        return None
-    return value
 
 
 class EmbedderSettings(BaseModel):

@@ -8,7 +8,7 @@ from collectivia.settings import Settings
 from index.embed import Bm25Encoder, E5Embedder, Embedder, SentenceTransformerEmbedder, UseEmbedder
 from ingest.parse import ParseOptions
 from ingest.pipeline import ChunkingOptions, Ingestor
-from index.store import CollectionInfo, Store, StoreError
+from index.store import CollectionInfo, EngineTuning, Store, StoreError
 from index.edge_store import EdgeStore, IndexBusyError
 from index.server_store import ServerStore
 from rag.retrieve import HybridRetriever
@@ -50,6 +50,11 @@ def build_remote_embedder(settings: Settings) -> Embedder:
     return OpenAICompatibleEmbedder(cfg.endpoint, cfg.model, api_key=key, **common)
 
 
+def engine_tuning(q) -> EngineTuning:
+    """The engine settings a new index is created with (``COLLECTIVIA_QDRANT__EF_CONSTRUCT`` and the others)."""
+    return EngineTuning(ef_construct=q.ef_construct, filter_graphs=q.filter_graphs, max_segment_mb=q.max_segment_mb)
+
+
 def build_store(settings: Settings, embedder: Embedder, *, own: bool = False) -> Store:
     """The index of the settings. The embedded one opens in one process only: while another holds it and lends it
     (``collectivia serve``, see ``index.owner``), a ``RemoteStore`` that sends every call there; ``own=True`` (the
@@ -67,9 +72,10 @@ def build_store(settings: Settings, embedder: Embedder, *, own: bool = False) ->
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # local mode's note about payload indexes
-            return ServerStore(client, q.collection, info, shards=q.shards, replication_factor=q.replication_factor)
+            return ServerStore(client, q.collection, info, shards=q.shards, replication_factor=q.replication_factor,
+                               tuning=engine_tuning(q))
     try:
-        return EdgeStore(settings.qdrant_path, info)
+        return EdgeStore(settings.qdrant_path, info, engine_tuning(q))
     except StoreError as exc:
         if own:
             raise

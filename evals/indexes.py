@@ -34,10 +34,12 @@ def stderr_log(message: str) -> None:
 
 
 def index_material(settings, corpus: Corpus) -> dict:
-    """What decides the content of an index: embedder, chunking, parsing and OCR settings, and the corpus."""
-    limits = settings.limits
+    """What decides the content of an index: embedder, chunking, parsing and OCR settings, the corpus, and the
+    engine settings it is built with (they change its search graph, so comparing them needs one index each)."""
+    limits, q = settings.limits, settings.qdrant
     return {
         "format": INDEX_FORMAT,
+        "engine": {"ef_construct": q.ef_construct, "filter_graphs": q.filter_graphs, "max_segment_mb": q.max_segment_mb},
         "embedder": {"kind": settings.embedder.kind, "model": settings.embedder.model},
         "chunk": settings.chunk.model_dump(),
         "parse": {"max_file_mb": limits.max_file_mb, "max_unpacked_mb": limits.max_unpacked_mb,

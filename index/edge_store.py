@@ -14,7 +14,7 @@ from qdrant_client import models
 
 from index.store import (  # noqa: E501
     PagedReads,
-    CollectionInfo, DENSE, KEYWORD_INDEXES, LIVE, RRF_K, SPARSE, STAGED,
+    CollectionInfo, DENSE, EngineTuning, KEYWORD_INDEXES, LIVE, RRF_K, SPARSE, STAGED,
     STAGED_CONDITION, StoreError,
     StoredPoint, doc_condition, live_filter, version_condition,
 )
@@ -70,12 +70,13 @@ class EdgeStore(PagedReads):
 
     INFO_FILE = "collectivia.json"
 
-    def __init__(self, path: Path, info: CollectionInfo) -> None:
+    def __init__(self, path: Path, info: CollectionInfo, tuning: EngineTuning = EngineTuning()) -> None:
         import qdrant_edge as qe
 
         self._qe = qe
         self.path = Path(path)
         self.info = info
+        self.tuning = tuning  # applies when the shard is created (or copied by a migration)
         self._lock = threading.RLock()
         shard_dir = self.path / "shard"
         info_file = self.path / self.INFO_FILE
@@ -110,15 +111,21 @@ class EdgeStore(PagedReads):
             raise StoreError(f"l'index embarqué {self.path} ne s'ouvre pas ({exc})") from exc
 
     def _create(self, shard_dir: Path) -> Any:
-        qe = self._qe
+        qe, tuning = self._qe, self.tuning
         config = qe.EdgeConfig(
             vectors={DENSE: qe.EdgeVectorParams(size=self.info.dim, distance=qe.Distance.Cosine)},
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams()},  # no IDF modifier: see index.store
+            hnsw_config=qe.HnswIndexConfig(m=tuning.M, ef_construct=tuning.ef_construct,
+                                           full_scan_threshold=tuning.FULL_SCAN_KB),
+            optimizers=(qe.EdgeOptimizersConfig(max_segment_size=tuning.max_segment_mb * 1024)
+                        if tuning.max_segment_mb else None),
         )
         shard = qe.EdgeShard.create(str(shard_dir), config)
         for name in KEYWORD_INDEXES:
-            shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
-        shard.update(qe.UpdateOperation.create_field_index("chunk_index", qe.PayloadSchemaType.Integer))
+            shard.update(qe.UpdateOperation.create_field_index(
+                name, qe.KeywordIndexParams(enable_hnsw=tuning.graph_on(name))))
+        shard.update(qe.UpdateOperation.create_field_index(
+            "chunk_index", qe.IntegerIndexParams(lookup=True, range=True, enable_hnsw=tuning.graph_on("chunk_index"))))
         return shard
 
     @staticmethod

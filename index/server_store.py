@@ -9,7 +9,7 @@ from qdrant_client import models
 
 from index.store import (  # noqa: E501
     PagedReads,
-    CollectionInfo, DENSE, KEYWORD_INDEXES, LIVE, RRF_K, SPARSE, STAGED,
+    CollectionInfo, DENSE, EngineTuning, KEYWORD_INDEXES, LIVE, RRF_K, SPARSE, STAGED,
     STAGED_CONDITION, StoreError,
     StoredPoint, doc_condition, live_filter, version_condition,
 )
@@ -28,6 +28,7 @@ class ServerStore(PagedReads):
         *,
         shards: int = 1,
         replication_factor: int = 1,
+        tuning: EngineTuning = EngineTuning(),
     ) -> None:
         self._client = client
         self.collection = collection
@@ -56,11 +57,17 @@ class ServerStore(PagedReads):
                 sparse_vectors_config={SPARSE: models.SparseVectorParams()},  # no IDF: see index.store
                 shard_number=shards,
                 replication_factor=replication_factor,
+                hnsw_config=models.HnswConfigDiff(m=tuning.M, ef_construct=tuning.ef_construct,
+                                                  full_scan_threshold=tuning.FULL_SCAN_KB),
+                optimizers_config=(models.OptimizersConfigDiff(max_segment_size=tuning.max_segment_mb * 1024)
+                                   if tuning.max_segment_mb else None),
                 metadata={"collectivia": asdict(info)},
             )
             for name in KEYWORD_INDEXES:
-                client.create_payload_index(collection, name, models.PayloadSchemaType.KEYWORD)
-            client.create_payload_index(collection, "chunk_index", models.PayloadSchemaType.INTEGER)
+                client.create_payload_index(collection, name, models.KeywordIndexParams(
+                    type=models.KeywordIndexType.KEYWORD, enable_hnsw=tuning.graph_on(name)))
+            client.create_payload_index(collection, "chunk_index", models.IntegerIndexParams(
+                type=models.IntegerIndexType.INTEGER, lookup=True, range=True, enable_hnsw=tuning.graph_on("chunk_index")))
 
     def upsert(self, points: Sequence[StoredPoint]) -> None:
         self._client.upsert(

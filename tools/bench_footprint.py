@@ -3,7 +3,7 @@
     python -m tools.bench_footprint [--chunks 10000 100000] [--batch 1000] [--optimize-every 100000] [--queries 200]
                                     [--user-services 3] [--min-available-gb 3] [--json]
     # engine settings the product leaves at their defaults, to measure what a large index needs:
-    nice -n 10 python -m tools.bench_footprint --chunks 1000000 --max-segment-mb 256 --ef-construct 32 --filter-graphs none
+    nice -n 10 python -m tools.bench_footprint --chunks 1000000 --max-segment-mb 256 --ef-construct 32 --filter-graphs none  # loses results: see the docs
 
 For each N, a fresh process writes N synthetic chunks into the embedded Qdrant Edge index (``index.store.EdgeStore``)
 in a temporary folder, as the ingestion pipeline does: chunks of real French text cut from ``corpora/_sources``
@@ -18,8 +18,9 @@ and "tous"), in hybrid RRF through the product's ``store.query``.
 
 A watchdog in the parent kills a worker when the machine's available memory falls under ``--min-available-gb``
 (default 3 GB): an index too large for the machine stops the benchmark, not the other jobs on the machine.
-``--max-segment-mb``, ``--ef-construct``, ``--filter-graphs`` and ``--vectors-memory``/``--payload-memory`` create
-the index with engine settings ``EdgeStore`` does not set (``precreate``, which must follow ``EdgeStore``'s schema).
+``--max-segment-mb``, ``--ef-construct`` and ``--filter-graphs`` create the index with other engine settings than
+the product's (``COLLECTIVIA_QDRANT__*``, ``index.store.EngineTuning``); ``python -m tools.bench_engine`` measures
+what they cost in results found on real vectors.
 
 The dense vectors are random, so the embedder's time is left out: add it from ``python -m tools.bench_ingest``
 (the bundled USE embeds ~150 chunks of 900 characters per second on 2 cores).
@@ -129,42 +130,7 @@ def synthetic_documents(n: int, text: FrenchText, seed: int):
 
 
 # -- the two workers (each in a fresh process, so that its peak memory is its own) -----------------------------------
-MEMORY = {"cold": "Cold", "cached": "Cached", "pinned": "Pinned"}
-
-
-def precreate(path: Path, vectors: str | None, payload: str | None, max_segment_mb: int | None,
-              filter_graphs: list[str] | None, ef_construct: int | None) -> None:
-    """Create the index with engine settings the product leaves at their defaults (the same schema as
-    ``EdgeStore``'s own creation), to measure what a deployment could tune; ``EdgeStore`` then opens it as is.
-    ``filter_graphs``: the indexed payload fields that keep their extra HNSW links per value (the engine's default:
-    all of them), the others are indexed for filtering only (``enable_hnsw=False``)."""
-    import qdrant_edge as qe
-    from dataclasses import asdict
-    from index.store import DENSE, KEYWORD_INDEXES, SPARSE, CollectionInfo
-    from index.edge_store import EdgeStore
-
-    memory = lambda name: getattr(qe.Memory, MEMORY[name]) if name else None  # noqa: E731
-    config = qe.EdgeConfig(
-        vectors={DENSE: qe.EdgeVectorParams(size=DIM, distance=qe.Distance.Cosine, memory=memory(vectors))},
-        sparse_vectors={SPARSE: qe.EdgeSparseVectorParams()},  # as EdgeStore: no IDF modifier (schema 2)
-        payload_memory=memory(payload),
-        # The engine's defaults (m 16, ef_construct 100, full scan under 10,000 kB), ef_construct aside.
-        hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=ef_construct, full_scan_threshold=10_000) if ef_construct else None,
-        optimizers=qe.EdgeOptimizersConfig(max_segment_size=max_segment_mb * 1024) if max_segment_mb else None,
-    )
-    path.mkdir(parents=True, exist_ok=True)
-    shard = qe.EdgeShard.create(str(path / "shard"), config)
-    graphs = lambda name: None if filter_graphs is None else name in filter_graphs  # noqa: E731
-    for name in KEYWORD_INDEXES:
-        shard.update(qe.UpdateOperation.create_field_index(name, qe.KeywordIndexParams(enable_hnsw=graphs(name))))
-    shard.update(qe.UpdateOperation.create_field_index(
-        "chunk_index", qe.IntegerIndexParams(lookup=True, range=True, enable_hnsw=graphs("chunk_index"))))
-    shard.close()
-    info = CollectionInfo(embedder="use-multilingual-v3", dim=DIM)
-    (path / EdgeStore.INFO_FILE).write_text(json.dumps(asdict(info)), encoding="utf-8")
-
-
-def build_worker(path: Path, n: int, batch: int, seed: int, optimize_every: int) -> dict:
+def build_worker(path: Path, n: int, batch: int, seed: int, optimize_every: int, tuning) -> dict:
     from index.embed import Bm25Encoder
     from index.store import CollectionInfo, StoredPoint, point_id
     from index.edge_store import EdgeStore
@@ -172,7 +138,7 @@ def build_worker(path: Path, n: int, batch: int, seed: int, optimize_every: int)
     rng = np.random.default_rng(seed)
     rss_before = current_rss_mb()
     started = time.perf_counter()
-    store = EdgeStore(path, CollectionInfo(embedder="use-multilingual-v3", dim=DIM))
+    store = EdgeStore(path, CollectionInfo(embedder="use-multilingual-v3", dim=DIM), tuning)
     sparse_s = write_s = optimize_s = 0.0
     chars = chunks_done = 0
     next_optimize = optimize_every or n + 1
@@ -320,38 +286,35 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--user-services", type=int, default=3, help="services of the querying user (of 7, plus 'tous')")
     parser.add_argument("--min-available-gb", type=float, default=3.0,
                         help="kill a worker when the machine's available memory falls under this (GB)")
-    parser.add_argument("--vectors-memory", choices=sorted(MEMORY), help="engine setting (default: the product's)")
-    parser.add_argument("--payload-memory", choices=sorted(MEMORY), help="engine setting (default: the product's)")
-    parser.add_argument("--max-segment-mb", type=int, help="engine setting: largest segment (default: the engine's)")
-    parser.add_argument("--ef-construct", type=int, help="engine setting: HNSW build effort (default: the engine's, 100)")
-    parser.add_argument("--filter-graphs", help="engine setting: comma-separated indexed fields that keep their per-value "
-                        "HNSW links ('none' for none; default: all, the product's)")
+    from collectivia.settings import QdrantSettings
+    product = QdrantSettings()
+    parser.add_argument("--ef-construct", type=int, default=product.ef_construct,
+                        help=f"engine setting: HNSW build effort (default: the product's, {product.ef_construct})")
+    parser.add_argument("--filter-graphs", choices=["all", "access", "none"], default=product.filter_graphs,
+                        help=f"engine setting: fields with graph links per value (default: the product's, {product.filter_graphs})")
+    parser.add_argument("--max-segment-mb", type=int, default=product.max_segment_mb,
+                        help=f"engine setting: largest segment (default: the product's, {product.max_segment_mb})")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--worker", choices=["build", "serve"], help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    from index.store import EngineTuning
+    tuning = EngineTuning(ef_construct=args.ef_construct, filter_graphs=args.filter_graphs,
+                          max_segment_mb=args.max_segment_mb or None)
     if args.worker == "build":
-        graphs = None if args.filter_graphs is None else [f for f in args.filter_graphs.split(",") if f != "none"]
-        if args.vectors_memory or args.payload_memory or args.max_segment_mb or args.ef_construct or graphs is not None:
-            precreate(args.path, args.vectors_memory, args.payload_memory, args.max_segment_mb, graphs, args.ef_construct)
-        print(json.dumps(build_worker(args.path, args.chunks[0], args.batch, args.seed, args.optimize_every)))
+        print(json.dumps(build_worker(args.path, args.chunks[0], args.batch, args.seed, args.optimize_every, tuning)))
         return []
     if args.worker == "serve":
         print(json.dumps(serve_worker(args.path, args.queries, args.seed, args.user_services)))
         return []
 
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    tuned = [f"{name} {value}" for name, value in (("vectors", args.vectors_memory), ("payload", args.payload_memory),
-                                                   ("max segment MB", args.max_segment_mb),
-                                                   ("filter graphs", args.filter_graphs),
-                                                   ("HNSW ef_construct", args.ef_construct)) if value]
-    setting = f" ({', '.join(tuned)})" if tuned else ""
+    setting = f" ({tuning.describe()})"
     floor = args.min_available_gb * 1024
-    engine = [f"--{k}={v}" for k, v in (("vectors-memory", args.vectors_memory), ("payload-memory", args.payload_memory),
-                                        ("max-segment-mb", args.max_segment_mb), ("filter-graphs", args.filter_graphs),
-                                        ("ef-construct", args.ef_construct)) if v]
+    engine = [f"--ef-construct={args.ef_construct}", f"--filter-graphs={args.filter_graphs}",
+              f"--max-segment-mb={args.max_segment_mb or 0}"]
     results = []
     for n in args.chunks:
         with tempfile.TemporaryDirectory(prefix="collectivia-footprint-") as tmp:

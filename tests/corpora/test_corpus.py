@@ -4,10 +4,11 @@ every gold document exists, every gold passage is in its document, and the expec
 from __future__ import annotations
 
 import json
-import re
+import multiprocessing
 import subprocess
 import sys
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -36,11 +37,13 @@ def documents() -> dict[str, dict]:
     found = discover([COMMUNE], report)
     assert not report.failed and not report.skipped
     out = {}
-    for root, path in found:
-        doc_id, meta = load_meta(path, root)
-        parsed = parse_file(path)
-        assert parsed.text.strip(), path
-        out[doc_id] = {"meta": meta, "text": _norm(parsed.text), "path": path, "ocr": parsed.ocr}
+    # Two processes, as the ingestion's parse workers: OCR of the scanned PDFs dominates.
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parsed_files = pool.map(parse_file, [path for _, path in found])
+        for (root, path), parsed in zip(found, parsed_files):
+            doc_id, meta = load_meta(path, root)
+            assert parsed.text.strip(), path
+            out[doc_id] = {"meta": meta, "text": _norm(parsed.text), "path": path, "ocr": parsed.ocr}
     return out
 
 

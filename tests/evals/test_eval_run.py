@@ -114,6 +114,8 @@ def test_index_is_cached_by_settings_and_corpus(tiny):
     assert index_key(s, dataset.corpus) != index_key(settings_for(tiny, chunk={"size": 100}), dataset.corpus)
     assert index_key(s, dataset.corpus) != index_key(settings_for(tiny, embedder={"kind": "e5"}), dataset.corpus)
     assert index_key(s, dataset.corpus) == index_key(settings_for(tiny, search={"k": 3}), dataset.corpus)
+    # The engine settings shape the search graph: comparing them needs an index each.
+    assert index_key(s, dataset.corpus) != index_key(settings_for(tiny, qdrant={"ef_construct": 32}), dataset.corpus)
 
 
 def test_a_broken_access_filter_is_caught_as_a_leak(tiny, monkeypatch):

@@ -7,7 +7,7 @@ import warnings
 import pytest
 from qdrant_client import QdrantClient, models
 
-from index.store import CollectionInfo, StoredPoint, StoreError, point_id
+from index.store import KEYWORD_INDEXES, CollectionInfo, EngineTuning, StoredPoint, StoreError, point_id
 from index.edge_store import EdgeStore
 from index.server_store import ServerStore
 EVERYONE = models.Filter(must=[models.FieldCondition(key="services", match=models.MatchAny(any=["rh", "tous", "urbanisme"]))])
@@ -208,6 +208,51 @@ class TestCollectionIdentity:
         params = client.get_collection("c").config.params
         assert params.sparse_vectors["bm25"].modifier is None  # no collection-wide IDF (hidden documents would count)
         assert params.vectors["dense"].size == 8
+
+    def test_engine_settings_shape_a_new_embedded_index_and_an_existing_one_keeps_its_own(self, tmp_path):
+        import json
+
+        light = EngineTuning(ef_construct=40, filter_graphs="none", max_segment_mb=64)
+        EdgeStore(tmp_path / "q", CollectionInfo("h", 8), light).close()
+        config = json.loads((tmp_path / "q" / "shard" / "edge_config.json").read_text())
+        assert config["hnsw_config"]["ef_construct"] == 40 and config["optimizers"]["max_segment_size"] == 64 * 1024
+        reopened = EdgeStore(tmp_path / "q", CollectionInfo("h", 8))  # the default settings: the index keeps its own
+        schema = reopened._shard.info().payload_schema
+        assert not any(schema[name].params.enable_hnsw for name in ("services", "doc_type", "doc_id", "state"))
+        reopened.close()
+        assert json.loads((tmp_path / "q" / "shard" / "edge_config.json").read_text())["hnsw_config"]["ef_construct"] == 40
+        # The default: links per value on every indexed field (the engine's); "access": only where a search filters
+        # selectively (the access filter, a type).
+        for folder, tuning, expected in (("all", EngineTuning(), set(KEYWORD_INDEXES) | {"chunk_index"}),
+                                         ("access", EngineTuning(filter_graphs="access"), {"services", "doc_type"})):
+            store = EdgeStore(tmp_path / folder, CollectionInfo("h", 8), tuning)
+            schema = store._shard.info().payload_schema
+            assert {name for name, index in schema.items() if index.params.enable_hnsw} == expected
+            store.close()
+
+    def test_engine_settings_reach_a_new_server_collection(self):
+        class RecordingClient(QdrantClient):
+            """The real client; local mode keeps no engine settings, so record what creation asked the server for."""
+            created: dict = {}
+            indexes: dict = {}
+
+            def create_collection(self, collection_name, **kwargs):
+                RecordingClient.created = kwargs
+                return super().create_collection(collection_name, **kwargs)
+
+            def create_payload_index(self, collection_name, field_name, field_schema=None, **kwargs):
+                RecordingClient.indexes[field_name] = field_schema
+                return super().create_payload_index(collection_name, field_name, field_schema, **kwargs)
+
+        client = RecordingClient(location=":memory:")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            ServerStore(client, "c", CollectionInfo("h", 8),
+                        tuning=EngineTuning(ef_construct=48, filter_graphs="access", max_segment_mb=128))
+        created = RecordingClient.created
+        assert created["hnsw_config"].ef_construct == 48 and created["optimizers_config"].max_segment_size == 128 * 1024
+        graphs = {name for name, schema in RecordingClient.indexes.items() if schema.enable_hnsw}
+        assert graphs == {"services", "doc_type"} and set(RecordingClient.indexes) >= {"doc_id", "state", "chunk_index"}
 
     def test_a_foreign_server_collection_is_not_reused(self):
         client = QdrantClient(location=":memory:")
