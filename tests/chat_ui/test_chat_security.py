@@ -79,10 +79,10 @@ def server(tmp_path_factory, attacker):
     env = base_env(data, users)
     env.update({"COLLECTIVIA_CHAT__LOGIN_MAX_FAILURES": "3", "COLLECTIVIA_CHAT__MAX_QUESTION_CHARS": "500",
                 "COLLECTIVIA_CHAT__MAX_REQUEST_KB": "64"})
+    from chat_ui.accounts import add_user  # the CLI's own `users add` is tested in test_chat_accounts.py
+
     for user_id, services in (("agent.rh", "rh"), ("agent.urba", "urbanisme")):
-        result = run_cli(["users", "add", user_id, "--name", NAMES[user_id], "--services", services,
-                          "--password-stdin"], env, input=PASSWORDS[user_id] + "\n")
-        assert result.returncode == 0, result.stderr
+        add_user(users, user_id, name=NAMES[user_id], services=[services], roles=["agent"], password=PASSWORDS[user_id])
     result = run_cli(["ingest", str(docs), "--json"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     chat = ChatServer({"data": data, "env": env, "tmp": tmp}).start()
