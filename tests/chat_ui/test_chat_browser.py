@@ -194,7 +194,7 @@ def test_agent_has_no_upload_control_and_the_server_refuses_uploads(chat_server,
 
 
 def _upload(page, path: Path, *, title: str | None = None, services=("rh",)) -> None:
-    page.get_by_role("button", name="Ajouter un document").last.click()
+    click_action(page, page.get_by_role("button", name="Ajouter un document").last)
     page.get_by_role("button", name="Parcourir les fichiers").last.wait_for()
     page.wait_for_timeout(300)  # the drop zone binds its handlers once rendered
     page.locator("input[type=file]").last.set_input_files(str(path))
@@ -306,7 +306,7 @@ def test_manager_lists_replaces_and_withdraws_documents_of_their_services(chat_s
     second = tmp_path / "horaires-2026.md"
     second.write_text("# Horaires de la médiathèque\n\nLa médiathèque ouvre le samedi de quatorze heures à dix-huit "
                       "heures.\n", encoding="utf-8")
-    row.get_by_role("button", name="Remplacer").click()
+    click_action(page, row.get_by_role("button", name="Remplacer"), timeout=SERVER_WORK_MS)
     page.wait_for_selector("text=Déposez la nouvelle version", timeout=SERVER_WORK_MS)
     page.get_by_role("button", name="Parcourir les fichiers").last.wait_for(timeout=SERVER_WORK_MS)
     page.wait_for_timeout(300)
@@ -320,7 +320,7 @@ def test_manager_lists_replaces_and_withdraws_documents_of_their_services(chat_s
     # Withdraw it: it leaves the answers.
     row = page.locator("[data-testid=documents]").last.locator(".cv-docrow", has_text="Horaires de la médiathèque")
     row.get_by_role("button", name="Retirer").click()
-    row.get_by_role("button", name="Oui, retirer").click()
+    click_action(page, row.get_by_role("button", name="Oui, retirer"), timeout=SERVER_WORK_MS)
     page.wait_for_selector("text=a été retiré", timeout=SERVER_WORK_MS)
     ask(page, "À quelle heure ouvre la médiathèque le samedi ?", timeout=ANSWER_MS)
     assert cards.count() == shown  # no new card for it
