@@ -10,7 +10,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -36,10 +36,12 @@ def stderr_log(message: str) -> None:
 def index_material(settings, corpus: Corpus) -> dict:
     """What decides the content of an index: embedder, chunking, parsing and OCR settings, the corpus, and the
     engine settings it is built with (they change its search graph, so comparing them needs one index each)."""
-    limits, q = settings.limits, settings.qdrant
+    from collectivia.wiring import engine_tuning
+
+    limits = settings.limits
     return {
         "format": INDEX_FORMAT,
-        "engine": {"ef_construct": q.ef_construct, "filter_graphs": q.filter_graphs, "max_segment_mb": q.max_segment_mb},
+        "engine": asdict(engine_tuning(settings.qdrant)),
         "embedder": {"kind": settings.embedder.kind, "model": settings.embedder.model},
         "chunk": settings.chunk.model_dump(),
         "parse": {"max_file_mb": limits.max_file_mb, "max_unpacked_mb": limits.max_unpacked_mb,

@@ -141,21 +141,20 @@ def click_action(page, button, *, attempts: int = 3, timeout: float = 120_000) -
     on_response = lambda r: answered.append(r) if is_action(r.request) else None  # noqa: E731
     page.on("request", on_request)
     page.on("response", on_response)
+    def arrives(seen: list, ms: float) -> bool:
+        for _ in range(int(ms / 200)):
+            if seen:
+                break
+            page.wait_for_timeout(200)  # lets the page's events come in
+        return bool(seen)
+
     try:
         for _ in range(attempts):
             button.click()
-            for _ in range(50):
-                if sent:
-                    break
-                page.wait_for_timeout(200)
-            if sent:
+            if arrives(sent, 10_000):
                 break
         assert sent, "le clic n'a envoyé aucune requête au serveur"
-        for _ in range(int(timeout / 200)):
-            if answered:
-                break
-            page.wait_for_timeout(200)
-        assert answered, "le serveur n'a pas répondu à l'action"
+        assert arrives(answered, timeout), "le serveur n'a pas répondu à l'action"
         assert answered[0].status == 200, (answered[0].status, answered[0].text())
     finally:
         page.remove_listener("request", on_request)
